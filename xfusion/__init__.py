@@ -1,0 +1,39 @@
+"""xfusion: hyperspectral image fusion for X-ray astronomy (HIFReD, Lascar et al. 2025).
+
+>>> import xfusion as xf
+>>> ds = xf.simulate.scenario("gaussian_1kev_rebin", seed=0, scale=0.2)
+>>> Z = ds.hifred.fuse(regularizer="lrs")            # doctest: +SKIP
+>>> xf.metrics.report(Z, ds.Z_true)                   # doctest: +SKIP
+"""
+
+from . import accessor as _accessor  # noqa: F401  (registers ds.hifred)
+from . import kernels, operators, testing
+from .model import forward, forward_model
+from .problem import (
+    ProblemError,
+    make_problem,
+    open_problem,
+    rebin_factors,
+    save_problem,
+    validate,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ProblemError", "make_problem", "validate", "open_problem", "save_problem",
+    "rebin_factors", "forward", "forward_model", "kernels", "operators", "testing",
+]
+
+
+def __getattr__(name):
+    # Submodules written alongside (simulate, metrics, io, ...) load on first use.
+    import importlib
+
+    if name in ("simulate", "metrics", "baselines", "wavelets", "io", "regularizers", "solver"):
+        return importlib.import_module(f".{name}", __name__)
+    if name == "fuse":
+        from .solver import fuse
+
+        return fuse
+    raise AttributeError(f"module 'xfusion' has no attribute {name!r}")

@@ -1,0 +1,162 @@
+"""The composed forward model μ_X(Z), μ_Y(Z) of DESIGN.md §1 and its adjoints."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Chain, LinearOperator, float_dtype, is_dask
+from .exposure import Exposure
+from .psf import PSFConvolution
+from .rebin import SpatialRebin
+from .spectral import SpectralResponse
+
+__all__ = ["ForwardModel", "SpatialMatrix", "DENSE_MAX_ENTRIES"]
+
+#: The Y-side spatial operator (PSF then block sum) is stored as a dense (m·n × M·N) matrix
+#: when it has at most this many entries; larger images use FFTs (see docs/benchmarks.md).
+DENSE_MAX_ENTRIES = 1_500_000
+
+
+class SpatialMatrix(LinearOperator):
+    r"""A spatial linear map applied identically to every energy slice, as a dense matrix.
+
+    ``out[e] = A @ z[e].ravel()``; adjoint ``A^T``. Built from any energy-independent spatial
+    operator by applying it to the identity basis, so it equals that operator to rounding.
+    """
+
+    def __init__(self, A: np.ndarray, shape_in: tuple[int, int, int],
+                 shape_out: tuple[int, int, int]):
+        self.A = np.asarray(A, dtype=np.float64)
+        self.shape_in, self.shape_out = tuple(shape_in), tuple(shape_out)
+        self._cache: dict = {}
+
+    @classmethod
+    def from_operator(cls, op: LinearOperator) -> SpatialMatrix:
+        L, M, N = op.shape_in
+        eye = np.eye(M * N).reshape(M * N, M, N)
+        sub = _with_energy(op, M * N)
+        cols = sub.forward(eye)  # (MN, m, n): column q of A is the image of basis q
+        A = cols.reshape(M * N, -1).T
+        return cls(A, op.shape_in, op.shape_out)
+
+    def _mats(self, dtype):
+        dtype = np.dtype(dtype)
+        if dtype not in self._cache:
+            self._cache[dtype] = (np.ascontiguousarray(self.A.T, dtype), self.A.astype(dtype))
+        return self._cache[dtype]
+
+    def _apply(self, z, mat, shape_out):
+        if is_dask(z):
+            dt = float_dtype(z)
+            return z.map_blocks(lambda b: self._apply(b, mat, (b.shape[0],) + shape_out[1:]),
+                                dtype=dt, chunks=(z.chunks[0],) + tuple((s,) for s in shape_out[1:]),
+                                meta=np.empty((0, 0, 0), dt))
+        L = z.shape[0]
+        return (z.reshape(L, -1) @ mat).reshape((L,) + tuple(shape_out[1:]))
+
+    def forward(self, z):
+        return self._apply(z, self._mats(float_dtype(z))[0], self.shape_out)
+
+    def adjoint(self, y):
+        return self._apply(y, self._mats(float_dtype(y))[1], self.shape_in)
+
+
+def _with_energy(op: LinearOperator, L: int) -> LinearOperator:
+    """Rebuild an energy-independent spatial chain for a different number of slices."""
+    ops = op.ops if isinstance(op, Chain) else [op]
+    new = []
+    for o in ops:
+        if isinstance(o, PSFConvolution):
+            new.append(PSFConvolution(o.kernels[0], (L,) + o.shape_in[1:]))
+        elif isinstance(o, SpatialRebin):
+            new.append(SpatialRebin((L,) + o.shape_in[1:], o.v[1], o.v[2]))
+        else:
+            raise TypeError(f"cannot densify {o!r}")
+    return Chain(new)
+
+
+class ForwardModel:
+    r"""Expected counts of both instruments for a cube Z of shape (L, M, N).
+
+    .. math::
+
+        \mu_X(Z) = R_X\,(t_X A_X \odot Z), \qquad
+        \mu_Y(Z) = R_{MN}\,B_Y\,(t_Y A_Y \odot Z)
+
+    with :math:`R_X` = ``response_X`` (spectral response and channel sum, l × L), :math:`B_Y` the
+    PSF convolution and :math:`R_{MN}` the ``vM × vN`` block sum.
+
+    Parameters
+    ----------
+    response_X : ndarray (l, L)
+    psf_Y : ndarray (ky, kx) or (L, ky, kx)
+    arf_X, arf_Y : ndarray (L,) or (L, M, N)
+    exposure_X, exposure_Y : float
+    shape : tuple (L, M, N)
+    factors : tuple (vM, vN)
+    spatial : {"auto", "dense", "fft"}
+        How to apply :math:`R_{MN} B_Y`: a dense (m·n × M·N) matrix (fast for small images),
+        FFT convolution then block sum (any size), or ``"auto"`` (dense when the matrix has at
+        most :data:`DENSE_MAX_ENTRIES` entries and the PSF does not depend on energy).
+    """
+
+    def __init__(self, response_X, psf_Y, arf_X, arf_Y, exposure_X: float, exposure_Y: float,
+                 shape: tuple[int, int, int], factors: tuple[int, int], spatial: str = "auto"):
+        L, M, N = shape
+        self.shape = tuple(shape)
+        self.exp_X = Exposure(exposure_X, arf_X, shape)
+        self.exp_Y = Exposure(exposure_Y, arf_Y, shape)
+        self.resp_X = SpectralResponse(response_X, (M, N))
+        self.psf = PSFConvolution(psf_Y, shape)
+        self.rebin = SpatialRebin(shape, *factors)
+        blur = Chain([self.psf, self.rebin])
+        m, n = self.rebin.shape_out[1:]
+        if spatial not in ("auto", "dense", "fft"):
+            raise ValueError(f"spatial must be 'auto', 'dense' or 'fft', got {spatial!r}")
+        if spatial == "auto":
+            small = (m * n) * (M * N) <= DENSE_MAX_ENTRIES
+            spatial = "dense" if small and not self.psf.energy_dependent else "fft"
+        if spatial == "dense":
+            if self.psf.energy_dependent:
+                raise ValueError("spatial='dense' needs a PSF that does not depend on energy")
+            blur = SpatialMatrix.from_operator(blur)
+        self.spatial_method = spatial
+        self.blur_Y = blur
+        self.op_X: LinearOperator = Chain([self.exp_X, self.resp_X])
+        self.op_Y: LinearOperator = Chain([self.exp_Y, blur])
+        self.shape_X = self.op_X.shape_out
+        self.shape_Y = self.op_Y.shape_out
+
+    @classmethod
+    def from_dataset(cls, ds, spatial: str = "auto") -> ForwardModel:
+        """Build the model of a validated problem Dataset."""
+        from ..problem import rebin_factors
+
+        f = rebin_factors(ds)
+        shape = (ds.sizes["energy"], ds.sizes["y"], ds.sizes["x"])
+        return cls(
+            np.asarray(ds["response_X"].values), np.asarray(ds["psf_Y"].values),
+            np.asarray(ds["arf_X"].values), np.asarray(ds["arf_Y"].values),
+            float(ds["X"].attrs["exposure"]), float(ds["Y"].attrs["exposure"]),
+            shape, (f.vM, f.vN), spatial=spatial,
+        )
+
+    def mu_X(self, Z):
+        """Expected counts of X, shape (l, M, N)."""
+        return self.op_X.forward(Z)
+
+    def mu_Y(self, Z):
+        """Expected counts of Y, shape (L, m, n)."""
+        return self.op_Y.forward(Z)
+
+    def adjoint_X(self, r):
+        """:math:`\\mu_X^*(r) = t_X A_X \\odot R_X^T r`."""
+        return self.op_X.adjoint(r)
+
+    def adjoint_Y(self, r):
+        """:math:`\\mu_Y^*(r) = t_Y A_Y \\odot B_Y^* R_{MN}^* r`."""
+        return self.op_Y.adjoint(r)
+
+    def forward(self, Z):
+        """Return ``(mu_X, mu_Y)``."""
+        return self.mu_X(Z), self.mu_Y(Z)

@@ -1,0 +1,85 @@
+"""Block-sum rebinning in y/x and in energy."""
+
+from __future__ import annotations
+
+from .base import LinearOperator, is_dask
+
+__all__ = ["SpatialRebin", "EnergyRebin"]
+
+
+def _blocksum(z, axis_factors: dict[int, int]):
+    if is_dask(z):
+        import dask.array as da
+        import numpy as np
+
+        for ax, v in axis_factors.items():
+            if any(c % v for c in z.chunks[ax]):
+                raise ValueError(
+                    f"chunks {z.chunks[ax]} along axis {ax} are not multiples of the "
+                    f"rebinning factor {v}; rechunk so chunk boundaries align with it"
+                )
+        return da.coarsen(np.sum, z, axis_factors)
+    shape = []
+    sum_axes = []
+    for ax, n in enumerate(z.shape):
+        v = axis_factors.get(ax, 1)
+        if n % v:
+            raise ValueError(f"axis {ax} of size {n} is not a multiple of the factor {v}")
+        shape += [n // v, v]
+        sum_axes.append(2 * ax + 1)
+    return z.reshape(shape).sum(axis=tuple(sum_axes))
+
+
+def _repeat(y, axis_factors: dict[int, int]):
+    for ax, v in axis_factors.items():
+        if v > 1:
+            y = y.repeat(v, axis=ax) if not is_dask(y) else _dask_repeat(y, v, ax)
+    return y
+
+
+def _dask_repeat(y, v, ax):
+    import dask.array as da
+
+    return da.repeat(y, v, axis=ax)
+
+
+class SpatialRebin(LinearOperator):
+    r"""Sum ``vM × vN`` blocks of pixels: (L, M, N) → (L, M/vM, N/vN).
+
+    Notes
+    -----
+    :math:`(R z)_{e,i,j} = \sum_{a<v_M, b<v_N} z_{e, v_M i + a, v_N j + b}`; the adjoint copies
+    each coarse value onto its block (``repeat``).
+    """
+
+    def __init__(self, shape: tuple[int, int, int], vM: int, vN: int):
+        L, M, N = shape
+        if M % vM or N % vN:
+            raise ValueError(f"image {M}×{N} is not a whole number of {vM}×{vN} blocks")
+        self.v = {1: int(vM), 2: int(vN)}
+        self.shape_in = tuple(shape)
+        self.shape_out = (L, M // vM, N // vN)
+
+    def forward(self, z):
+        return z if self.v == {1: 1, 2: 1} else _blocksum(z, self.v)
+
+    def adjoint(self, y):
+        return _repeat(y, self.v)
+
+
+class EnergyRebin(LinearOperator):
+    """Sum ``vL`` consecutive channels: (L, M, N) → (L/vL, M, N); adjoint repeats."""
+
+    def __init__(self, shape: tuple[int, int, int], vL: int):
+        L, M, N = shape
+        if L % vL:
+            raise ValueError(f"{L} channels are not a whole number of groups of {vL}")
+        self.v = {0: int(vL)}
+        self.shape_in = tuple(shape)
+        self.shape_out = (L // vL, M, N)
+
+    def forward(self, z):
+        return z if self.v[0] == 1 else _blocksum(z, self.v)
+
+    def adjoint(self, y):
+        return _repeat(y, self.v)

@@ -1,0 +1,57 @@
+"""Spectral response as an (l × L) matrix acting along the energy axis."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import LinearOperator, float_dtype, is_dask
+
+__all__ = ["SpectralResponse", "apply_energy_matrix"]
+
+
+def apply_energy_matrix(R: np.ndarray, z):
+    """``out[c, y, x] = Σ_j R[c, j] z[j, y, x]`` for numpy (one GEMM) or dask arrays."""
+    if is_dask(z):
+        import dask.array as da
+
+        return da.tensordot(R, z, axes=(1, 0))
+    shp = z.shape
+    return (R @ z.reshape(shp[0], -1)).reshape((R.shape[0],) + shp[1:])
+
+
+class SpectralResponse(LinearOperator):
+    r"""Redistribution matrix along energy: :math:`(Rz)_{c} = \sum_j R_{cj} z_j`.
+
+    Covers a stationary spectral kernel followed by channel rebinning (``R = R_L S``) as well
+    as a real, energy-dependent RMF re-gridded onto Z's energies.
+
+    Parameters
+    ----------
+    R : array_like, shape (l, L)
+    spatial_shape : tuple (M, N)
+
+    Notes
+    -----
+    Adjoint: :math:`R^*y = R^{\mathsf T} y`.
+    """
+
+    def __init__(self, R, spatial_shape: tuple[int, int]):
+        R = np.asarray(R, dtype=np.float64)
+        if R.ndim != 2:
+            raise ValueError(f"response must be a 2-D (l, L) matrix, got shape {R.shape}")
+        self.R = R
+        self.shape_in = (R.shape[1],) + tuple(spatial_shape)
+        self.shape_out = (R.shape[0],) + tuple(spatial_shape)
+        self._cache: dict = {}
+
+    def matrix(self, dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        if dtype not in self._cache:
+            self._cache[dtype] = (self.R.astype(dtype), np.ascontiguousarray(self.R.T, dtype))
+        return self._cache[dtype]
+
+    def forward(self, z):
+        return apply_energy_matrix(self.matrix(float_dtype(z))[0], z)
+
+    def adjoint(self, y):
+        return apply_energy_matrix(self.matrix(float_dtype(y))[1], y)

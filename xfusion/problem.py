@@ -1,0 +1,485 @@
+"""The fusion problem as one :class:`xarray.Dataset`: construction, validation, Zarr I/O.
+
+Schema (DESIGN.md §2)
+---------------------
+=============  =======================================  ===============================================
+variable       dims                                     meaning
+=============  =======================================  ===============================================
+``X``          (energy_coarse, y, x)                    counts, fine pixels; attrs ``exposure`` (s)
+``Y``          (energy, y_coarse, x_coarse)             counts, fine channels; attrs ``exposure`` (s)
+``response_X`` (energy_coarse, energy)                  P(channel c | true energy E) on Z's grid
+``psf_Y``      (psf_y, psf_x) or (energy, psf_y, psf_x) Y's PSF on Z's pixels, odd sizes, sums to 1
+``arf_X``      (energy) or (energy, y, x)               effective area of X's instrument (cm²)
+``arf_Y``      (energy) or (energy, y, x)               effective area of Y's instrument (cm²)
+=============  =======================================  ===============================================
+
+Faults that raise :class:`ProblemError` (in :func:`validate`): a missing variable or exposure,
+wrong dims, spatial grids that do not line up (non-integer factor, coarse pixel centres that are
+not the means of whole groups of fine pixels), an energy grid whose factor ``L / l`` is not an
+integer, negative / non-integer / non-finite / all-zero counts, a PSF with an even size, negative
+values or a sum that differs from 1 by more than 1e-6, response columns summing above 1,
+non-positive or non-finite exposure, negative or non-finite effective area.
+
+Faults that warn and are fixed (in :func:`make_problem` only, never silently in :func:`validate`):
+a PSF whose sum is within 1 % of 1 is renormalised (a :class:`UserWarning` says by how much);
+integer-valued float counts are accepted as they are. Energy-grid *misalignment* (coarse channel
+centres that are not the means of their fine channels) only warns: the mapping from true energy to
+X's channels is ``response_X`` itself, so the coordinate is descriptive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "ProblemError",
+    "Factors",
+    "make_problem",
+    "validate",
+    "rebin_factors",
+    "open_problem",
+    "save_problem",
+    "REQUIRED",
+]
+
+
+class ProblemError(ValueError):
+    """A fusion problem that cannot be fused as given; the message names the variable and fault."""
+
+
+REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
+    "X": (("energy_coarse", "y", "x"),),
+    "Y": (("energy", "y_coarse", "x_coarse"),),
+    "response_X": (("energy_coarse", "energy"),),
+    "psf_Y": (("psf_y", "psf_x"), ("energy", "psf_y", "psf_x")),
+    "arf_X": (("energy",), ("energy", "y", "x")),
+    "arf_Y": (("energy",), ("energy", "y", "x")),
+}
+
+PSF_SUM_TOL = 1e-6
+RESPONSE_SUM_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Factors:
+    """Rebinning factors between Z's grid and the data grids (``L = vL·l`` etc.)."""
+
+    vL: int
+    vM: int
+    vN: int
+
+
+def _values(a):
+    """Return numpy values of a DataArray / array (computing dask arrays)."""
+    a = a.data if isinstance(a, xr.DataArray) else a
+    return np.asarray(a)
+
+
+def _integer_factor(fine: int, coarse: int, what: str) -> int:
+    if coarse <= 0 or fine <= 0:
+        raise ProblemError(f"{what}: empty axis (fine size {fine}, coarse size {coarse})")
+    if fine % coarse:
+        raise ProblemError(
+            f"{what}: fine size {fine} is not a whole multiple of coarse size {coarse} "
+            f"(factor {fine / coarse:.4g} is not an integer)"
+        )
+    return fine // coarse
+
+
+def _check_alignment(fine: np.ndarray, coarse: np.ndarray, v: int, what: str, raise_: bool):
+    fine = np.asarray(fine, dtype=float)
+    coarse = np.asarray(coarse, dtype=float)
+    expected = fine.reshape(-1, v).mean(axis=1)
+    step = np.abs(np.diff(fine)).min() if fine.size > 1 else 1.0
+    err = np.abs(expected - coarse).max()
+    if err > 1e-3 * step:
+        msg = (
+            f"{what}: coarse bin centres are not the means of groups of {v} fine bins "
+            f"(largest offset {err:.4g}, fine step {step:.4g}); the grids do not line up"
+        )
+        if raise_:
+            raise ProblemError(msg)
+        warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def rebin_factors(ds: xr.Dataset) -> Factors:
+    """Derive and check the rebinning factors from the problem's coordinates.
+
+    Raises
+    ------
+    ProblemError
+        If a factor is not an integer, or the spatial coordinates do not line up.
+    """
+    L, l = ds.sizes.get("energy", 0), ds.sizes.get("energy_coarse", 0)
+    M, m = ds.sizes.get("y", 0), ds.sizes.get("y_coarse", 0)
+    N, n = ds.sizes.get("x", 0), ds.sizes.get("x_coarse", 0)
+    vL = _integer_factor(L, l, "energy / energy_coarse")
+    vM = _integer_factor(M, m, "y / y_coarse")
+    vN = _integer_factor(N, n, "x / x_coarse")
+    for fine, coarse, v in (("y", "y_coarse", vM), ("x", "x_coarse", vN)):
+        if fine in ds.coords and coarse in ds.coords:
+            _check_alignment(ds[fine].values, ds[coarse].values, v, f"{coarse} vs {fine}", True)
+    if "energy" in ds.coords and "energy_coarse" in ds.coords:
+        _check_alignment(ds["energy"].values, ds["energy_coarse"].values, vL,
+                         "energy_coarse vs energy", False)
+    return Factors(vL, vM, vN)
+
+
+def _check_counts(ds: xr.Dataset, name: str) -> None:
+    v = _values(ds[name])
+    if v.size == 0:
+        raise ProblemError(f"{name}: empty cube (shape {v.shape})")
+    if not np.issubdtype(v.dtype, np.number):
+        raise ProblemError(f"{name}: counts must be numeric, got dtype {v.dtype}")
+    if np.issubdtype(v.dtype, np.floating):
+        bad = ~np.isfinite(v)
+        if bad.any():
+            raise ProblemError(f"{name}: {int(bad.sum())} non-finite values (NaN or Inf) in counts")
+        if (v != np.round(v)).any():
+            raise ProblemError(f"{name}: counts must be whole numbers; found non-integer values "
+                               f"(e.g. {v[v != np.round(v)].flat[0]!r})")
+    if (v < 0).any():
+        raise ProblemError(f"{name}: {int((v < 0).sum())} negative counts (min {v.min()})")
+    if not v.any():
+        raise ProblemError(f"{name}: no counts at all (the cube is all zeros)")
+    exp = ds[name].attrs.get("exposure")
+    if exp is None:
+        raise ProblemError(f"{name}: missing exposure (set {name}.attrs['exposure'] in seconds)")
+    try:
+        exp = float(exp)
+    except (TypeError, ValueError):
+        raise ProblemError(f"{name}: exposure {exp!r} is not a number") from None
+    if not np.isfinite(exp) or exp <= 0:
+        raise ProblemError(f"{name}: exposure must be positive and finite, got {exp}")
+
+
+def validate(ds: xr.Dataset) -> Factors:
+    """Check that ``ds`` is a well-formed fusion problem (DESIGN.md §2).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The problem.
+
+    Returns
+    -------
+    Factors
+        The rebinning factors ``(vL, vM, vN)``.
+
+    Raises
+    ------
+    ProblemError
+        Naming the variable and the fault (see the module docstring for the list).
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise ProblemError(f"a fusion problem is an xarray.Dataset, got {type(ds).__name__}")
+    for name, allowed in REQUIRED.items():
+        if name not in ds.data_vars:
+            raise ProblemError(f"{name}: missing variable (a fusion problem needs "
+                               f"{', '.join(REQUIRED)})")
+        if ds[name].dims not in allowed:
+            raise ProblemError(f"{name}: dims {ds[name].dims}, expected one of {allowed}")
+    f = rebin_factors(ds)
+    _check_counts(ds, "X")
+    _check_counts(ds, "Y")
+
+    psf = _values(ds["psf_Y"])
+    if psf.shape[-2] % 2 == 0 or psf.shape[-1] % 2 == 0:
+        raise ProblemError(f"psf_Y: sizes must be odd so the PSF has a centre pixel, "
+                           f"got {psf.shape[-2:]}")
+    if not np.isfinite(psf).all():
+        raise ProblemError("psf_Y: non-finite values")
+    if (psf < 0).any():
+        raise ProblemError(f"psf_Y: negative values (min {psf.min():.3g})")
+    sums = psf.sum(axis=(-2, -1))
+    if np.abs(sums - 1).max() > PSF_SUM_TOL:
+        raise ProblemError(
+            f"psf_Y: must sum to 1 over (psf_y, psf_x), sums to {np.atleast_1d(sums)[0]:.8g}"
+            + (f" (range {sums.min():.6g}..{sums.max():.6g})" if np.ndim(sums) else "")
+            + "; normalise it (xf.problem.normalise_psf)"
+        )
+    if psf.shape[-2] > 2 * ds.sizes["y"] + 1 or psf.shape[-1] > 2 * ds.sizes["x"] + 1:
+        raise ProblemError(f"psf_Y: kernel {psf.shape[-2:]} is larger than twice the image "
+                           f"({ds.sizes['y']}, {ds.sizes['x']})")
+
+    R = _values(ds["response_X"])
+    if not np.isfinite(R).all():
+        raise ProblemError("response_X: non-finite values")
+    if (R < 0).any():
+        raise ProblemError(f"response_X: negative probabilities (min {R.min():.3g})")
+    col = R.sum(axis=0)
+    if col.max() > 1 + RESPONSE_SUM_TOL:
+        i = int(col.argmax())
+        raise ProblemError(
+            f"response_X: column for energy index {i} sums to {col[i]:.8g} > 1 (a photon cannot "
+            f"be detected with probability above 1)"
+        )
+    for name in ("arf_X", "arf_Y"):
+        a = _values(ds[name])
+        if not np.isfinite(a).all():
+            raise ProblemError(f"{name}: non-finite effective area")
+        if (a < 0).any():
+            raise ProblemError(f"{name}: negative effective area (min {a.min():.3g} cm²)")
+        if not a.any():
+            raise ProblemError(f"{name}: effective area is zero everywhere")
+    return f
+
+
+def _as_da(value, dims, name, coords=None, attrs=None) -> xr.DataArray:
+    if isinstance(value, xr.DataArray):
+        if value.dims != tuple(dims):
+            raise ProblemError(f"{name}: dims {value.dims}, expected {tuple(dims)}")
+        da = value.copy()
+        if attrs:
+            da.attrs.update(attrs)
+        return da
+    arr = np.asarray(value)
+    if arr.ndim != len(dims):
+        raise ProblemError(f"{name}: expected {len(dims)}-D array with dims {tuple(dims)}, "
+                           f"got shape {arr.shape}")
+    return xr.DataArray(arr, dims=dims, attrs=dict(attrs or {}))
+
+
+def _centres(n: int, step: float, start: float | None = None) -> np.ndarray:
+    if start is None:
+        return (np.arange(n) - (n - 1) / 2) * step
+    return start + step * (np.arange(n) + 0.5)
+
+
+def normalise_psf(psf: np.ndarray) -> np.ndarray:
+    """Return ``psf / psf.sum()`` over its last two axes."""
+    psf = np.asarray(psf, dtype=float)
+    s = psf.sum(axis=(-2, -1), keepdims=True)
+    if (s <= 0).any():
+        raise ProblemError("psf_Y: sums to zero or less; cannot normalise")
+    return psf / s
+
+
+def make_problem(
+    X,
+    Y,
+    response_X,
+    psf_Y,
+    arf_X,
+    arf_Y,
+    exposure_X: float | None = None,
+    exposure_Y: float | None = None,
+    energy=None,
+    energy_edges=None,
+    y=None,
+    x=None,
+    pixel_size: float = 10.0,
+    energy_coarse=None,
+    wcs_header: str | None = None,
+    attrs: Mapping | None = None,
+    **truth,
+) -> xr.Dataset:
+    """Build and validate a fusion problem from arrays or DataArrays.
+
+    Parameters
+    ----------
+    X : array_like, shape (l, M, N)
+        Counts of the fine-pixel instrument (e.g. XMM-Newton/EPIC).
+    Y : array_like, shape (L, m, n)
+        Counts of the fine-spectrum instrument (e.g. XRISM/Resolve).
+    response_X : array_like, shape (l, L)
+        Probability that a photon of true energy ``E_j`` is recorded in X's channel ``c``
+        (spectral response and channel rebinning in one matrix; see :func:`xfusion.kernels`).
+    psf_Y : array_like, shape (ky, kx) or (L, ky, kx)
+        Y's PSF sampled on Z's pixels; odd sizes; normalised to 1.
+    arf_X, arf_Y : array_like, shape (L,) or (L, M, N)
+        Effective areas in cm² on Z's grid.
+    exposure_X, exposure_Y : float, optional
+        Exposures in s (taken from ``X.attrs['exposure']`` when X is a DataArray).
+    energy : array_like (L,), optional
+        Bin centres in keV; derived from ``energy_edges`` if given, else 1..L eV steps.
+    energy_edges : array_like (L + 1,), optional
+        Bin edges in keV, stored as ``energy_lo`` / ``energy_hi`` coordinates.
+    y, x : array_like, optional
+        Fine pixel centres (arcsec); default: ``pixel_size`` steps centred on 0.
+    energy_coarse : array_like (l,), optional
+        X's channel centres (keV); default: means of groups of ``L / l`` fine channels.
+    wcs_header : str, optional
+        Celestial WCS of Z's grid as a FITS header string (stored in attrs).
+    **truth
+        Optional ``Z_true``, ``X_true``, ``Y_true`` arrays for simulated problems.
+
+    Returns
+    -------
+    xarray.Dataset
+        A validated problem.
+    """
+    Xd = _as_da(X, ("energy_coarse", "y", "x"), "X")
+    Yd = _as_da(Y, ("energy", "y_coarse", "x_coarse"), "Y")
+    for d, e, name in ((Xd, exposure_X, "X"), (Yd, exposure_Y, "Y")):
+        if e is not None:
+            d.attrs["exposure"] = float(e)
+        d.attrs.setdefault("units", "counts")
+        if "exposure" not in d.attrs:
+            raise ProblemError(f"{name}: missing exposure (pass exposure_{name}=seconds)")
+    L, m, n = Yd.shape
+    l, M, N = Xd.shape
+    if energy_edges is not None:
+        edges = np.asarray(energy_edges, dtype=float)
+        if edges.shape != (L + 1,):
+            raise ProblemError(f"energy_edges: expected {L + 1} edges for {L} channels, "
+                               f"got {edges.shape}")
+        if (np.diff(edges) <= 0).any():
+            raise ProblemError("energy_edges: must increase strictly")
+        energy = 0.5 * (edges[1:] + edges[:-1])
+    if energy is None and "energy" in Yd.coords:
+        energy = Yd["energy"].values
+    if energy is None:
+        energy = 1e-3 * (np.arange(L) + 1.0)
+    energy = np.asarray(energy, dtype=float)
+    if energy.shape != (L,):
+        raise ProblemError(f"energy: expected {L} centres (Y has {L} channels), got {energy.shape}")
+    if energy_edges is None:
+        mid = 0.5 * (energy[1:] + energy[:-1]) if L > 1 else np.array([])
+        first = energy[0] - (mid[0] - energy[0]) if L > 1 else energy[0] - 5e-4
+        last = energy[-1] + (energy[-1] - mid[-1]) if L > 1 else energy[0] + 5e-4
+        edges = np.concatenate([[first], mid, [last]])
+    if l == 0 or L % l:
+        raise ProblemError(f"energy / energy_coarse: fine size {L} is not a whole multiple of "
+                           f"coarse size {l}")
+    if energy_coarse is None:
+        energy_coarse = energy.reshape(l, L // l).mean(axis=1)
+    if y is None:
+        y = _centres(M, pixel_size)
+    if x is None:
+        x = _centres(N, pixel_size)
+    y, x = np.asarray(y, float), np.asarray(x, float)
+    if y.shape != (M,) or x.shape != (N,):
+        raise ProblemError(f"y, x: expected {M} and {N} pixel centres, got {y.shape}, {x.shape}")
+    if M % m or N % n:
+        raise ProblemError(f"y/x vs y_coarse/x_coarse: fine image {M}×{N} is not a whole multiple "
+                           f"of the coarse image {m}×{n}")
+    yc = y.reshape(m, M // m).mean(1)
+    xc = x.reshape(n, N // n).mean(1)
+
+    psf = np.asarray(psf_Y.values if isinstance(psf_Y, xr.DataArray) else psf_Y, dtype=float)
+    s = psf.sum(axis=(-2, -1))
+    off = np.abs(s - 1).max() if psf.size else np.inf
+    if PSF_SUM_TOL < off <= 0.01:
+        warnings.warn(f"psf_Y sums to {np.atleast_1d(s)[0]:.6g}, not 1; renormalised",
+                      UserWarning, stacklevel=2)
+        psf = normalise_psf(psf)
+    psf_dims = ("psf_y", "psf_x") if psf.ndim == 2 else ("energy", "psf_y", "psf_x")
+
+    def area(a, name):
+        a = np.asarray(a.values if isinstance(a, xr.DataArray) else a, dtype=float)
+        dims = ("energy",) if a.ndim == 1 else ("energy", "y", "x")
+        return xr.DataArray(a, dims=dims, attrs={"units": "cm2"})
+
+    data = {
+        "X": Xd,
+        "Y": Yd,
+        "response_X": _as_da(np.asarray(response_X, dtype=float), ("energy_coarse", "energy"),
+                             "response_X"),
+        "psf_Y": xr.DataArray(psf, dims=psf_dims),
+        "arf_X": area(arf_X, "arf_X"),
+        "arf_Y": area(arf_Y, "arf_Y"),
+    }
+    truth_dims = {"Z_true": ("energy", "y", "x"), "X_true": ("energy_coarse", "y", "x"),
+                  "Y_true": ("energy", "y_coarse", "x_coarse")}
+    for k, v in truth.items():
+        if k not in truth_dims:
+            raise TypeError(f"make_problem() got an unexpected keyword argument {k!r}")
+        data[k] = _as_da(v, truth_dims[k], k)
+    if "Z_true" in data:
+        data["Z_true"].attrs["units"] = "photon cm-2 s-1"
+    coords = {
+        "energy": ("energy", energy, {"units": "keV", "long_name": "true energy (bin centre)"}),
+        "energy_lo": ("energy", edges[:-1], {"units": "keV"}),
+        "energy_hi": ("energy", edges[1:], {"units": "keV"}),
+        "energy_coarse": ("energy_coarse", np.asarray(energy_coarse, float),
+                          {"units": "keV", "long_name": "X channel centre"}),
+        "y": ("y", y, {"units": "arcsec"}),
+        "x": ("x", x, {"units": "arcsec"}),
+        "y_coarse": ("y_coarse", yc, {"units": "arcsec"}),
+        "x_coarse": ("x_coarse", xc, {"units": "arcsec"}),
+    }
+    ds = xr.Dataset(data)
+    ds = ds.drop_vars([c for c in coords if c in ds.coords]).assign_coords(coords)
+    ds.attrs.update({"title": "xfusion problem", "schema": "xfusion-problem/1"})
+    if wcs_header is not None:
+        ds.attrs["wcs"] = str(wcs_header)
+    if attrs:
+        ds.attrs.update(attrs)
+    validate(ds)
+    return ds
+
+
+def _json_safe(attrs: Mapping, where: str) -> None:
+    for k, v in attrs.items():
+        try:
+            json.dumps(v)
+        except TypeError:
+            raise ProblemError(f"{where}: attribute {k!r} of type {type(v).__name__} is not "
+                               f"JSON-safe and cannot go into a Zarr store") from None
+
+
+def save_problem(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = False) -> str:
+    """Write a problem to a Zarr store atomically (temporary store, then rename).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    path : str or path-like
+        Directory of the Zarr store.
+    overwrite : bool
+        Replace an existing store.
+    """
+    path = os.fspath(path)
+    _json_safe(ds.attrs, "Dataset")
+    for name, v in ds.variables.items():
+        _json_safe(v.attrs, str(name))
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", suffix=".zarr", dir=parent)
+    try:
+        ds.to_zarr(tmp, mode="w", consolidated=True)
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
+            os.rename(path, os.path.join(old, "store"))
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def open_problem(path: str | os.PathLike, chunks=None, validate_problem: bool = True) -> xr.Dataset:
+    """Open a problem stored in Zarr.
+
+    Parameters
+    ----------
+    path : str or path-like
+    chunks : None, dict or "auto"
+        ``None`` loads into memory (numpy); a dict gives dask arrays with those chunks.
+    validate_problem : bool
+        Run :func:`validate` (default).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no Zarr store at {path}")
+    ds = xr.open_zarr(path, chunks=chunks, consolidated=None)
+    if chunks is None:
+        ds = ds.load()
+    if validate_problem:
+        validate(ds)
+    return ds
