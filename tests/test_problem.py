@@ -88,8 +88,8 @@ def _scaled_psf(s):
 
 def _negative_psf(ds):
     p = ds.psf_Y.values.copy()
-    p[0, 0] -= 0.01
-    p[2, 2] += 0.01  # still sums to 1
+    p[2, 2] += p[0, 0] + 0.01
+    p[0, 0] = -0.01  # still sums to 1
     return _set(ds, "psf_Y", p)
 
 
@@ -366,6 +366,7 @@ def test_zarr_round_trip_energy_psf(tmp_path):
     xr.testing.assert_identical(xf.open_problem(tmp_path / "p.zarr"), ds)
 
 
+@pytest.mark.filterwarnings("ignore:The specified chunks separate")
 def test_open_chunked(tmp_path, rich):
     path = tmp_path / "p.zarr"
     xf.save_problem(rich, path)
@@ -375,6 +376,23 @@ def test_open_chunked(tmp_path, rich):
         assert lazy[name].chunks[lazy[name].dims.index("energy")] == (8, 8, 8), name
     assert isinstance(lazy.X.data, da.Array)
     xr.testing.assert_identical(lazy.load(), rich)
+
+
+@pytest.mark.filterwarnings("ignore:The specified chunks separate")
+def test_resave_chunked_problem(tmp_path, base):
+    # stored chunk layouts remembered in .encoding must not stop a rechunked / subset problem
+    # from being saved again, over its own store or elsewhere
+    path = tmp_path / "p.zarr"
+    xf.save_problem(base, path)
+    lazy = xf.open_problem(path, chunks={"energy": 5})
+    enc = dict(lazy.Y.encoding)
+    xf.save_problem(lazy, path, overwrite=True)
+    assert lazy.Y.encoding == enc  # the caller's Dataset is not modified
+    xr.testing.assert_identical(xf.open_problem(path), base)
+    sub = xf.open_problem(path).isel(energy=slice(0, 12), energy_coarse=slice(0, 3))
+    xf.save_problem(sub, tmp_path / "sub.zarr")
+    xr.testing.assert_identical(xf.open_problem(tmp_path / "sub.zarr"), sub)
+    assert sorted(os.listdir(tmp_path)) == ["p.zarr", "sub.zarr"]
 
 
 def test_open_missing_store(tmp_path):

@@ -8,6 +8,7 @@
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.hifred)
 from . import kernels, operators, testing
+from .fusion import fuse
 from .model import forward, forward_model
 from .problem import (
     ProblemError,
@@ -22,7 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ProblemError", "make_problem", "validate", "open_problem", "save_problem",
-    "rebin_factors", "forward", "forward_model", "kernels", "operators", "testing",
+    "rebin_factors", "fuse", "forward", "forward_model", "kernels", "operators", "testing",
 ]
 
 
@@ -32,8 +33,4 @@ def __getattr__(name):
 
     if name in ("simulate", "metrics", "baselines", "wavelets", "io", "regularizers", "solver"):
         return importlib.import_module(f".{name}", __name__)
-    if name == "fuse":
-        from .solver import fuse
-
-        return fuse
     raise AttributeError(f"module 'xfusion' has no attribute {name!r}")

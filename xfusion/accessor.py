@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import xarray as xr
 
+from .fusion import Regularizer
+
 __all__ = ["HifredAccessor"]
 
 
@@ -29,6 +31,12 @@ class HifredAccessor:
         from .model import forward
 
         return forward(self._ds, Z, spatial=spatial)
+
+    def fuse(self, regularizer: Regularizer = "w2d1d", **kwargs) -> xr.DataArray:
+        """See :func:`xfusion.fuse` (same arguments)."""
+        from .fusion import fuse
+
+        return fuse(self._ds, regularizer, **kwargs)
 
     def save(self, path, overwrite: bool = False):
         """See :func:`xfusion.save_problem`."""

@@ -149,8 +149,11 @@ def gaussian_response(energy: np.ndarray, sigma: float | np.ndarray, vL: int = 1
     if energy_edges is None:
         mid = 0.5 * (E[1:] + E[:-1])
         energy_edges = np.concatenate([[2 * E[0] - mid[0]], mid, [2 * E[-1] - mid[-1]]])
-    e = np.asarray(energy_edges, float)[::vL]
-    e = np.append(e, energy_edges[-1]) if e.size == L // vL else e
+    energy_edges = np.asarray(energy_edges, float)
+    if energy_edges.shape != (L + 1,) or (np.diff(energy_edges) <= 0).any():
+        raise ValueError(f"energy_edges must be {L + 1} strictly increasing edges for {L} "
+                         f"channels, got shape {energy_edges.shape}")
+    e = energy_edges[::vL]
     sig = np.broadcast_to(np.asarray(sigma, float), (L,))
     if (sig <= 0).any():
         raise ValueError("sigma must be positive")

@@ -447,6 +447,12 @@ def save_problem(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = Fals
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
+    # Chunk layouts remembered from a store this problem was opened from no longer fit once it is
+    # rechunked or subset (to_zarr would refuse); let the new store follow the data instead.
+    ds = ds.copy()
+    for v in ds.variables.values():
+        v.encoding = {k: e for k, e in v.encoding.items()
+                      if k not in ("chunks", "preferred_chunks", "shards")}
     tmp = tempfile.mkdtemp(prefix=".tmp-", suffix=".zarr", dir=parent)
     try:
         ds.to_zarr(tmp, mode="w", consolidated=True)

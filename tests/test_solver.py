@@ -1,0 +1,176 @@
+import numpy as np
+import pytest
+
+import xfusion as xf
+from xfusion.functionals import PoissonLoss, Sobolev, soft_threshold
+from xfusion.parametrization import FullCube, LowRank, pca_subspace
+from xfusion.regularizers import NoRegularizer, SmoothOnly
+from xfusion.solver import FISTA, SolverError
+
+from .conftest import consistent_problem
+
+
+def _fd_check(fun, grad, x, rng, h=1e-6):
+    d = rng.standard_normal(x.shape)
+    g = np.asarray(grad(x))
+    fd = (fun(x + h * d) - fun(x - h * d)) / (2 * h)
+    return abs(fd - np.vdot(g, d)) / max(abs(fd), 1e-12)
+
+
+def test_poisson_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    D = rng.poisson(3.0, 50).astype(float)
+    loss = PoissonLoss(D, eps=1e-3)
+    mu = rng.uniform(0.5, 6, 50)
+    assert _fd_check(loss.value, loss.grad, mu, rng) < 1e-6
+    # also across the quadratic extension (mu below eps, even negative)
+    mu2 = rng.uniform(-0.01, 0.01, 50)
+    assert _fd_check(loss.value, loss.grad, mu2, rng, h=1e-9) < 1e-5
+
+
+def test_poisson_deviance_is_zero_at_data_and_positive_elsewhere():
+    D = np.array([0.0, 1.0, 5.0, 20.0])
+    loss = PoissonLoss(D)
+    assert abs(loss.value(np.maximum(D, 1e-12))) < 1e-9
+    assert loss.value(D + 0.5) > 0
+
+
+def test_sobolev_gradient_matches_finite_differences():
+    rng = np.random.default_rng(1)
+    s = Sobolev(0.7)
+    W = rng.standard_normal((3, 7, 6))
+    assert _fd_check(s.value, s.grad, W, rng) < 1e-7
+
+
+@pytest.mark.parametrize("lowrank", [False, True])
+def test_data_gradient_matches_finite_differences(lowrank):
+    ds = consistent_problem(noise=True)
+    model = xf.forward_model(ds, spatial="fft")
+    if lowrank:
+        V = pca_subspace(ds.Y.values, ds.Y.exposure * ds.arf_Y.values[:, None, None], 4)
+        param = LowRank(model, V)
+    else:
+        param = FullCube(model)
+    lx, ly = PoissonLoss(ds.X.values), PoissonLoss(ds.Y.values)
+    x = param.from_cube(ds.Z_true.values * 1.1)
+
+    def fun(x):
+        mx, my = param.forward(x)
+        return lx.value(mx) + ly.value(my)
+
+    def grad(x):
+        mx, my = param.forward(x)
+        return param.adjoint(lx.grad(mx), ly.grad(my))
+
+    rng = np.random.default_rng(2)
+    h = 1e-4 * float(np.abs(x).mean())
+    assert _fd_check(fun, grad, x, rng, h=h) < 1e-5
+
+
+def test_soft_threshold_is_the_l1_prox():
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal(200) * 2
+    t = 0.7
+    p = soft_threshold(v, t)
+    grid = np.linspace(-8, 8, 160001)
+    for vi, pi in zip(v[:20], p[:20]):
+        brute = grid[np.argmin(0.5 * (grid - vi) ** 2 + t * np.abs(grid))]
+        assert abs(brute - pi) < 2e-4
+    # Moreau identity: v = prox_{t|.|}(v) + t * proj_{[-1,1]}(v / t)
+    np.testing.assert_allclose(p + t * np.clip(v / t, -1, 1), v, rtol=1e-12)
+
+
+def test_positivity_prox_is_projection():
+    v = np.array([-1.0, 0.0, 2.0])
+    np.testing.assert_array_equal(NoRegularizer(positive=True).prox(v, 1.0), [0.0, 0.0, 2.0])
+
+
+def test_none_on_noiseless_data_reproduces_the_data():
+    ds = consistent_problem(counts=5e4)
+    Z = xf.fuse(ds, "none", tol=1e-10, max_iter=4000, progress=False, dtype="float64")
+    mx, my = ds.hifred.forward(Z)
+    rx = np.abs(mx.values - ds.X_true.values).max() / ds.X_true.values.max()
+    ry = np.abs(my.values - ds.Y_true.values).max() / ds.Y_true.values.max()
+    assert rx < 2e-2 and ry < 2e-2
+    assert (Z.values >= 0).all()
+
+
+def _solve(ds, momentum, tol=1e-12, max_iter=6000):
+    model = xf.forward_model(ds)
+    param = FullCube(model)
+    from xfusion.fusion import initial_guess
+
+    s = FISTA(param, ds.X.values, ds.Y.values, NoRegularizer(True), tol=tol, patience=10,
+              max_iter=max_iter, dtype=np.float64, momentum=momentum)
+    return s.run(initial_guess(ds))
+
+
+def test_two_solvers_reach_the_same_objective():
+    ds = consistent_problem(L=12, l=4, M=6, N=6, counts=300, noise=True)
+    a = _solve(ds, momentum=True)
+    b = _solve(ds, momentum=False, max_iter=20000)
+    assert a.converged
+    fa, fb = a.history[-1], b.history[-1]
+    assert abs(fa - fb) <= 1e-4 * abs(fa)
+    assert a.iteration < b.iteration  # acceleration pays
+
+
+def test_lrs_objective_decreases_and_converges():
+    ds = consistent_problem(noise=True)
+    Z = xf.fuse(ds, "lrs", rank=4, progress=False)
+    h = np.array(Z.attrs["objective_history"])
+    assert Z.attrs["converged"] == 1
+    assert h[-1] < h[0]
+    for key in ("regularizer", "rank", "mu_sobolev", "iterations", "objective", "tol"):
+        assert key in Z.attrs
+
+
+def test_nan_guard():
+    ds = consistent_problem(noise=True)
+    model = xf.forward_model(ds)
+    s = FISTA(FullCube(model), ds.X.values, ds.Y.values, NoRegularizer(True), dtype=np.float64)
+    x0 = np.full(model.shape, np.nan)
+    with pytest.raises(SolverError, match="NaN|non-finite|nan"):
+        s.run(x0)
+
+
+def test_resume_gives_the_uninterrupted_result(tmp_path):
+    ds = consistent_problem(noise=True)
+    kw = dict(progress=False, tol=1e-14, dtype="float64")
+    ref = xf.fuse(ds, "lrs", rank=4, max_iter=40, **kw)
+    ck = tmp_path / "ck.zarr"
+    part = xf.fuse(ds, "lrs", rank=4, max_iter=23, checkpoint=ck, checkpoint_every=5, **kw)
+    assert part.attrs["iterations"] == 23
+    done = xf.fuse(ds, "lrs", rank=4, max_iter=40, resume=ck, **kw)
+    assert done.attrs["iterations"] == 40
+    np.testing.assert_allclose(done.values, ref.values, rtol=1e-10, atol=1e-14)
+    assert done.attrs["objective_history"] == pytest.approx(ref.attrs["objective_history"],
+                                                           rel=1e-12)
+
+
+def test_incomplete_checkpoint_is_refused(tmp_path):
+    import zarr
+
+    ds = consistent_problem(noise=True)
+    ck = tmp_path / "ck.zarr"
+    xf.fuse(ds, "lr", rank=3, max_iter=5, checkpoint=ck, progress=False)
+    zarr.open_group(str(ck), mode="a").attrs["complete"] = 0
+    with pytest.raises(SolverError, match="incomplete"):
+        xf.fuse(ds, "lr", rank=3, resume=ck, progress=False)
+
+
+def test_bad_options_are_refused():
+    ds = consistent_problem()
+    with pytest.raises(ValueError, match="unknown regularizer"):
+        xf.fuse(ds, "tv")
+    with pytest.raises(xf.ProblemError, match="init"):
+        xf.fuse(ds, "none", init=np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match="rank"):
+        xf.fuse(ds, "lr", rank=1000)
+
+
+def test_accessor_is_a_hand_off():
+    ds = consistent_problem(noise=True)
+    a = ds.hifred.fuse("lr", rank=3, max_iter=10, progress=False)
+    b = xf.fuse(ds, "lr", rank=3, max_iter=10, progress=False)
+    np.testing.assert_array_equal(a.values, b.values)

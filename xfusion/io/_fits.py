@@ -1,0 +1,178 @@
+"""Private FITS helpers shared by the readers and writers of :mod:`xfusion.io`.
+
+Everything here raises :class:`FileFormatError` with the file name and the fault in the message,
+so a user who hands us a wrong file learns which one and why.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+
+__all__ = ["FileFormatError"]
+
+
+class FileFormatError(ValueError):
+    """A file that cannot be used as given; the message names the file and the fault."""
+
+
+def fspath(path) -> str:
+    """Return ``path`` as a string (accepts path-like objects)."""
+    return os.fspath(path)
+
+
+def open_fits(path) -> fits.HDUList:
+    """Open a FITS file read-only, turning failures into :class:`FileFormatError`."""
+    path = fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return fits.open(path, memmap=False)
+    except OSError as exc:
+        raise FileFormatError(f"{path}: not a readable FITS file ({exc})") from None
+
+
+def hdu_names(hdul: fits.HDUList) -> list[str]:
+    """EXTNAMEs of all HDUs (``'PRIMARY'`` for the first), for error messages."""
+    return [str(h.header.get("EXTNAME", "PRIMARY" if i == 0 else f"#{i}")) for i, h in
+            enumerate(hdul)]
+
+
+def find_tables(hdul: fits.HDUList, names: Iterable[str] = (), hduclas: Iterable[str] = ()):
+    """Indices of binary tables whose EXTNAME is in ``names`` or HDUCLAS1/2 in ``hduclas``."""
+    names = {n.upper() for n in names}
+    hduclas = {c.upper() for c in hduclas}
+    out = []
+    for i, h in enumerate(hdul):
+        if not isinstance(h, fits.BinTableHDU):
+            continue
+        name = str(h.header.get("EXTNAME", "")).strip().upper()
+        cls = {str(h.header.get(k, "")).strip().upper() for k in ("HDUCLAS1", "HDUCLAS2")}
+        if name in names or cls & hduclas:
+            out.append(i)
+    return out
+
+
+def get_table(hdul: fits.HDUList, path: str, names: Sequence[str], what: str,
+              hduclas: Iterable[str] = ()) -> fits.BinTableHDU:
+    """The first table HDU named one of ``names`` (or with HDUCLAS in ``hduclas``), else error."""
+    idx = find_tables(hdul, names, hduclas)
+    if not idx:
+        raise FileFormatError(
+            f"{path}: no {what} extension (looked for EXTNAME {' or '.join(map(repr, names))}); "
+            f"the file has {hdu_names(hdul)}"
+        )
+    return hdul[idx[0]]
+
+
+def column(hdu: fits.BinTableHDU, name: str, path: str):
+    """Column ``name`` of a table HDU (case-insensitive), else :class:`FileFormatError`."""
+    cols = [c.name.upper() for c in hdu.columns]
+    if name.upper() not in cols:
+        raise FileFormatError(
+            f"{path}: extension {hdu.name!r} has no column {name!r} (columns: {', '.join(cols)})"
+        )
+    return hdu.data[name]
+
+
+def column_unit(hdu: fits.BinTableHDU, name: str) -> str | None:
+    """TUNIT of a column, or None."""
+    for c in hdu.columns:
+        if c.name.upper() == name.upper():
+            return c.unit.strip() if c.unit else None
+    return None
+
+
+def column_index(hdu: fits.BinTableHDU, name: str) -> int:
+    """1-based FITS column number of ``name``."""
+    for i, c in enumerate(hdu.columns):
+        if c.name.upper() == name.upper():
+            return i + 1
+    raise KeyError(name)
+
+
+_UNIT_ALIASES = {
+    "kev": "keV", "ev": "eV", "mev": "MeV", "cm2": "cm2", "cm**2": "cm2", "cm^2": "cm2",
+    "cm 2": "cm2", "m2": "m2", "m**2": "m2", "m^2": "m2",
+}
+
+
+def to_unit(values, unit_str: str | None, target: str, default: str | None, path: str,
+            what: str) -> np.ndarray:
+    """Convert ``values`` given in ``unit_str`` to ``target``.
+
+    A missing unit means ``default`` (if ``default`` is None a missing unit is an error). A unit
+    that cannot be parsed or is not convertible to ``target`` is a :class:`FileFormatError`.
+    """
+    values = np.asarray(values, dtype=float)
+    if not unit_str:
+        if default is None:
+            raise FileFormatError(f"{path}: {what} has no unit (TUNIT); expected {target}")
+        unit_str = default
+    key = unit_str.strip()
+    key = _UNIT_ALIASES.get(key.lower(), key)
+    try:
+        unit = u.Unit(key, format="fits")
+    except ValueError:
+        try:
+            unit = u.Unit(key)
+        except ValueError:
+            raise FileFormatError(f"{path}: {what} has unit {unit_str!r}, which is not a unit "
+                                  f"(expected {target})") from None
+    try:
+        return (values * unit).to_value(target)
+    except u.UnitConversionError:
+        raise FileFormatError(f"{path}: {what} has unit {unit_str!r}; expected something "
+                              f"convertible to {target}") from None
+
+
+def check_edges(lo, hi, path: str, what: str) -> None:
+    """Bins must be finite, have ``lo < hi`` and increase."""
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    if lo.size == 0:
+        raise FileFormatError(f"{path}: {what} has no rows")
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise FileFormatError(f"{path}: {what} has non-finite bin edges")
+    if (hi <= lo).any():
+        i = int(np.argmax(hi <= lo))
+        raise FileFormatError(f"{path}: {what} bin {i} has upper edge {hi[i]} <= lower edge {lo[i]}")
+    if (np.diff(lo) <= 0).any():
+        raise FileFormatError(f"{path}: {what} bins do not increase")
+
+
+def write_atomic(hdul: fits.HDUList, path, overwrite: bool) -> str:
+    """Write ``hdul`` to a temporary file in the target directory, then ``os.replace`` it."""
+    path = fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fits", dir=parent)
+    os.close(fd)
+    try:
+        hdul.writeto(tmp, overwrite=True, checksum=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def header_str(header) -> str | None:
+    """A FITS header (or None) as a string for JSON-safe attrs."""
+    return None if header is None else header.tostring(sep="\n")
+
+
+def first_keyword(headers: Sequence, keys: Sequence[str]):
+    """First ``(key, value)`` found in ``headers`` (searched in order) for ``keys``, or None."""
+    for key in keys:
+        for h in headers:
+            if h is not None and key in h:
+                return key, h[key]
+    return None

@@ -1,0 +1,474 @@
+"""OGIP ancillary (ARF) and redistribution (RMF) response files.
+
+Readers return labelled :class:`xarray.DataArray` objects; writers produce files that standard
+tools (XSPEC, Sherpa, gammapy, jaxspec) read. The formats are those of the OGIP memo
+CAL/GEN/92-002 (and its addendum 92-002a):
+
+* ARF — a binary table ``SPECRESP`` with columns ``ENERG_LO``, ``ENERG_HI`` (keV) and
+  ``SPECRESP`` (cm²), ``HDUCLAS1 = 'RESPONSE'``, ``HDUCLAS2 = 'SPECRESP'``.
+* RMF — a binary table ``MATRIX`` (or ``SPECRESP MATRIX`` when the effective area is folded in)
+  with ``ENERG_LO``, ``ENERG_HI``, ``N_GRP``, ``F_CHAN``, ``N_CHAN``, ``MATRIX``: row *i* holds the
+  non-zero runs ("groups") of the redistribution of a photon of true energy bin *i*, each run
+  starting at channel ``F_CHAN`` and ``N_CHAN`` channels long, their values concatenated in
+  ``MATRIX``; plus a table ``EBOUNDS`` giving each channel's nominal energy range
+  (``CHANNEL``, ``E_MIN``, ``E_MAX``). Channel numbers start at ``TLMIN`` of the ``F_CHAN``
+  column (0 for XMM-Newton/EPIC and XRISM, 1 for many older missions).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+from astropy.io import fits
+
+from ._fits import (
+    FileFormatError,
+    check_edges,
+    column,
+    column_index,
+    column_unit,
+    find_tables,
+    fspath,
+    get_table,
+    hdu_names,
+    open_fits,
+    to_unit,
+    write_atomic,
+)
+
+__all__ = ["read_arf", "write_arf", "read_rmf", "write_rmf", "rmf_extensions"]
+
+MATRIX_NAMES = ("MATRIX", "SPECRESP MATRIX")
+#: Column sums of a redistribution matrix above this are taken to include an effective area.
+AREA_SUM_THRESHOLD = 1.01
+
+
+def _energy_coords(lo: np.ndarray, hi: np.ndarray, dim: str = "energy_true") -> dict:
+    return {
+        dim: (dim, 0.5 * (lo + hi), {"units": "keV", "long_name": "true energy (bin centre)"}),
+        "energy_lo": (dim, lo, {"units": "keV"}),
+        "energy_hi": (dim, hi, {"units": "keV"}),
+    }
+
+
+def _meta(header, path: str) -> dict:
+    return {
+        "telescope": str(header.get("TELESCOP", "")),
+        "instrument": str(header.get("INSTRUME", "")),
+        "filter": str(header.get("FILTER", "")),
+        "filename": path,
+    }
+
+
+# --------------------------------------------------------------------------------------- ARF
+def read_arf(path) -> xr.DataArray:
+    """Read an OGIP ancillary response file (effective area versus true energy).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ARF. The extension is found by ``EXTNAME = 'SPECRESP'`` or, failing that, by
+        ``HDUCLAS2 = 'SPECRESP'``.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``('energy_true',)``, values in cm²; coords ``energy_true`` (bin centres),
+        ``energy_lo``, ``energy_hi`` (keV); attrs ``units``, ``telescope``, ``instrument``,
+        ``filter``, ``filename``.
+
+    Raises
+    ------
+    FileFormatError
+        Missing extension or column, units that are not energy / area, bins that do not
+        increase, negative or non-finite areas.
+
+    Notes
+    -----
+    Energies in eV or MeV and areas in m² are converted. Columns without ``TUNIT`` are taken as
+    keV and cm² (the OGIP defaults).
+    """
+    path = fspath(path)
+    with open_fits(path) as hdul:
+        hdu = get_table(hdul, path, ("SPECRESP",), "SPECRESP (ARF)", hduclas=("SPECRESP",))
+        lo = to_unit(column(hdu, "ENERG_LO", path), column_unit(hdu, "ENERG_LO"), "keV", "keV",
+                     path, "column ENERG_LO")
+        hi = to_unit(column(hdu, "ENERG_HI", path), column_unit(hdu, "ENERG_HI"), "keV", "keV",
+                     path, "column ENERG_HI")
+        area = to_unit(column(hdu, "SPECRESP", path), column_unit(hdu, "SPECRESP"), "cm2",
+                       "cm2", path, "column SPECRESP")
+        meta = _meta(hdu.header, path)
+    check_edges(lo, hi, path, "SPECRESP (ENERG_LO, ENERG_HI)")
+    if not np.isfinite(area).all():
+        raise FileFormatError(f"{path}: SPECRESP has non-finite effective areas")
+    if (area < 0).any():
+        raise FileFormatError(f"{path}: SPECRESP has negative effective areas (min {area.min()})")
+    return xr.DataArray(area, dims=("energy_true",), coords=_energy_coords(lo, hi),
+                        name="specresp", attrs={"units": "cm2", **meta})
+
+
+def write_arf(
+    path,
+    energ_lo: Sequence[float],
+    energ_hi: Sequence[float],
+    specresp: Sequence[float],
+    telescope: str = "",
+    instrument: str = "",
+    filter: str = "NONE",
+    overwrite: bool = False,
+) -> str:
+    """Write an OGIP ARF (``SPECRESP`` extension), atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file.
+    energ_lo, energ_hi : array_like (n,)
+        True-energy bin edges in keV.
+    specresp : array_like (n,)
+        Effective area in cm².
+    telescope, instrument, filter : str
+        ``TELESCOP``, ``INSTRUME``, ``FILTER`` keywords.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    lo, hi = np.asarray(energ_lo, float), np.asarray(energ_hi, float)
+    area = np.asarray(specresp, float)
+    if not (lo.shape == hi.shape == area.shape) or lo.ndim != 1:
+        raise ValueError(f"energ_lo, energ_hi, specresp must be 1-D of one length, got "
+                         f"{lo.shape}, {hi.shape}, {area.shape}")
+    check_edges(lo, hi, fspath(path), "energ_lo/energ_hi")
+    cols = [
+        fits.Column("ENERG_LO", "E", unit="keV", array=lo),
+        fits.Column("ENERG_HI", "E", unit="keV", array=hi),
+        fits.Column("SPECRESP", "E", unit="cm**2", array=area),
+    ]
+    hdu = fits.BinTableHDU.from_columns(cols, name="SPECRESP")
+    h = hdu.header
+    for k, v in (("TELESCOP", telescope), ("INSTRUME", instrument), ("FILTER", filter),
+                 ("HDUCLASS", "OGIP"), ("HDUCLAS1", "RESPONSE"), ("HDUCLAS2", "SPECRESP"),
+                 ("HDUVERS", "1.1.0"), ("ARFVERSN", "1992a")):
+        h[k] = v
+    return write_atomic(fits.HDUList([_primary(telescope, instrument), hdu]), path, overwrite)
+
+
+def _primary(telescope: str, instrument: str) -> fits.PrimaryHDU:
+    p = fits.PrimaryHDU()
+    p.header["TELESCOP"] = telescope
+    p.header["INSTRUME"] = instrument
+    p.header["CREATOR"] = "xfusion.io"
+    return p
+
+
+# --------------------------------------------------------------------------------------- RMF
+def rmf_extensions(path) -> list[tuple[int, str]]:
+    """List the matrix extensions of an RMF as ``(HDU index, EXTNAME)`` pairs, in file order."""
+    path = fspath(path)
+    with open_fits(path) as hdul:
+        return [(i, str(hdul[i].header.get("EXTNAME", ""))) for i in
+                find_tables(hdul, MATRIX_NAMES, ("RSP_MATRIX",))]
+
+
+def _select_matrix(hdul: fits.HDUList, path: str, extension) -> fits.BinTableHDU:
+    idx = find_tables(hdul, MATRIX_NAMES, ("RSP_MATRIX",))
+    idx = [i for i in idx if str(hdul[i].header.get("EXTNAME", "")).upper() != "EBOUNDS"]
+    if not idx:
+        raise FileFormatError(
+            f"{path}: no redistribution matrix extension (looked for EXTNAME 'MATRIX' or "
+            f"'SPECRESP MATRIX', or HDUCLAS2 'RSP_MATRIX'); the file has {hdu_names(hdul)}"
+        )
+    if extension is None:
+        return hdul[idx[0]]
+    if isinstance(extension, (int, np.integer)) and not isinstance(extension, bool):
+        if int(extension) not in idx:
+            raise FileFormatError(f"{path}: HDU {extension} is not a matrix extension (matrix "
+                                  f"extensions are HDUs {idx})")
+        return hdul[int(extension)]
+    if isinstance(extension, tuple):
+        name, ver = extension
+    else:
+        name, ver = extension, None
+    for i in idx:
+        h = hdul[i].header
+        if str(h.get("EXTNAME", "")).upper() == str(name).upper() and (
+            ver is None or int(h.get("EXTVER", 1)) == int(ver)
+        ):
+            return hdul[i]
+    have = [(hdul[i].header.get("EXTNAME"), hdul[i].header.get("EXTVER", 1)) for i in idx]
+    raise FileFormatError(f"{path}: no matrix extension {extension!r} (the file has {have})")
+
+
+def _as_rows(col, n_rows: int, name: str, path: str) -> list[np.ndarray]:
+    """Per-row 1-D integer/float arrays from a scalar, fixed-length or variable-length column."""
+    arr = col
+    if isinstance(arr, np.ndarray) and arr.dtype != object and arr.ndim == 1:
+        return [np.atleast_1d(v) for v in arr]
+    if isinstance(arr, np.ndarray) and arr.dtype != object and arr.ndim == 2:
+        return list(arr)
+    if hasattr(arr, "__len__") and len(arr) == n_rows:
+        return [np.atleast_1d(np.asarray(v)) for v in arr]
+    raise FileFormatError(f"{path}: column {name} has an unreadable layout")
+
+
+def read_rmf(path, extension=None, dtype=np.float64) -> xr.DataArray:
+    """Read an OGIP redistribution matrix as a dense (energy_true, channel) DataArray.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The RMF (or RSP).
+    extension : None, int, str or (str, int)
+        Which matrix extension to read when the file has several: ``None`` (default) takes the
+        first one in file order; an int is an HDU index; a str an EXTNAME (``'MATRIX'``,
+        ``'SPECRESP MATRIX'``); a tuple ``(EXTNAME, EXTVER)``. :func:`rmf_extensions` lists them.
+    dtype : numpy dtype
+        Dtype of the dense matrix (float64 by default; float32 halves the memory).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``('energy_true', 'channel')``: the probability that a photon in true-energy bin
+        *i* is recorded in channel *k* (or, for a ``SPECRESP MATRIX`` with the area folded in,
+        area × probability in cm²). Coords: ``energy_true`` (centres), ``energy_lo``,
+        ``energy_hi`` (keV); ``channel`` (the channel *numbers*, starting at the ``TLMIN`` of
+        ``F_CHAN``), ``e_min``, ``e_max`` (keV, from ``EBOUNDS``). Attrs: ``telescope``,
+        ``instrument``, ``filename``, ``extension``, ``first_channel``, ``hduclas3``,
+        ``includes_area`` (True for ``HDUCLAS3 = 'FULL'`` or column sums above
+        :data:`AREA_SUM_THRESHOLD`).
+
+    Raises
+    ------
+    FileFormatError
+        No matrix or ``EBOUNDS`` extension, missing columns, wrong units, a group that runs past
+        the last channel, inconsistent channel counts.
+
+    Notes
+    -----
+    ``F_CHAN``, ``N_CHAN`` and ``MATRIX`` may be scalars, fixed-length or variable-length
+    arrays. The first channel number is ``TLMIN`` of ``F_CHAN`` when present, else the first
+    ``CHANNEL`` of ``EBOUNDS``, else 1 (the OGIP default). The dense matrix has
+    ``n_energy × DETCHANS`` entries: an EPIC-pn RMF (4096 channels) is ~100 MB in float64.
+    """
+    path = fspath(path)
+    with open_fits(path) as hdul:
+        hdu = _select_matrix(hdul, path, extension)
+        eb = get_table(hdul, path, ("EBOUNDS",), "EBOUNDS", hduclas=("EBOUNDS",))
+        h = hdu.header
+        n_rows = len(hdu.data) if hdu.data is not None else 0
+        if n_rows == 0:
+            raise FileFormatError(f"{path}: matrix extension {hdu.name!r} has no rows")
+        lo = to_unit(column(hdu, "ENERG_LO", path), column_unit(hdu, "ENERG_LO"), "keV", "keV",
+                     path, f"{hdu.name} column ENERG_LO")
+        hi = to_unit(column(hdu, "ENERG_HI", path), column_unit(hdu, "ENERG_HI"), "keV", "keV",
+                     path, f"{hdu.name} column ENERG_HI")
+        check_edges(lo, hi, path, f"{hdu.name} (ENERG_LO, ENERG_HI)")
+        n_grp = np.asarray(column(hdu, "N_GRP", path)).astype(int).ravel()
+        f_chan = _as_rows(column(hdu, "F_CHAN", path), n_rows, "F_CHAN", path)
+        n_chan = _as_rows(column(hdu, "N_CHAN", path), n_rows, "N_CHAN", path)
+        mat = _as_rows(column(hdu, "MATRIX", path), n_rows, "MATRIX", path)
+
+        ch = np.asarray(column(eb, "CHANNEL", path)).astype(int)
+        e_min = to_unit(column(eb, "E_MIN", path), column_unit(eb, "E_MIN"), "keV", "keV", path,
+                        "EBOUNDS column E_MIN")
+        e_max = to_unit(column(eb, "E_MAX", path), column_unit(eb, "E_MAX"), "keV", "keV", path,
+                        "EBOUNDS column E_MAX")
+        detchans = int(h.get("DETCHANS", len(ch)))
+        if len(ch) != detchans:
+            raise FileFormatError(f"{path}: EBOUNDS has {len(ch)} channels but {hdu.name} "
+                                  f"DETCHANS = {detchans}")
+        tl = f"TLMIN{column_index(hdu, 'F_CHAN')}"
+        if tl in h:
+            first = int(h[tl])
+        elif len(ch):
+            first = int(ch[0])
+        else:
+            first = 1
+        if len(ch) and int(ch[0]) != first:
+            warnings.warn(f"{path}: {tl} = {first} but EBOUNDS starts at channel {ch[0]}; "
+                          f"using {tl}", UserWarning, stacklevel=2)
+        meta = _meta(h, path)
+        hduclas3 = str(h.get("HDUCLAS3", "")).strip().upper()
+        ext = str(h.get("EXTNAME", ""))
+
+    dense = np.zeros((n_rows, detchans), dtype=dtype)
+    for i in range(n_rows):
+        g = n_grp[i]
+        if g <= 0:
+            continue
+        fc, nc, m = f_chan[i], n_chan[i], mat[i]
+        if len(fc) < g or len(nc) < g:
+            raise FileFormatError(f"{path}: {ext} row {i} has N_GRP = {g} but only {len(fc)} "
+                                  f"F_CHAN / {len(nc)} N_CHAN entries")
+        pos = 0
+        for k in range(g):
+            start, n = int(fc[k]) - first, int(nc[k])
+            if start < 0 or start + n > detchans:
+                raise FileFormatError(
+                    f"{path}: {ext} row {i} group {k} covers channels {int(fc[k])}.."
+                    f"{int(fc[k]) + n - 1}, outside {first}..{first + detchans - 1}"
+                )
+            if pos + n > len(m):
+                raise FileFormatError(f"{path}: {ext} row {i} has {len(m)} MATRIX values, fewer "
+                                      f"than its groups need")
+            dense[i, start:start + n] = m[pos:pos + n]
+            pos += n
+    if not np.isfinite(dense).all():
+        raise FileFormatError(f"{path}: {ext} has non-finite matrix values")
+    sums = dense.sum(axis=1)
+    includes_area = hduclas3 == "FULL" or bool(sums.max() > AREA_SUM_THRESHOLD)
+    coords = _energy_coords(lo, hi)
+    coords.update({
+        "channel": ("channel", np.arange(first, first + detchans)),
+        "e_min": ("channel", e_min, {"units": "keV"}),
+        "e_max": ("channel", e_max, {"units": "keV"}),
+    })
+    return xr.DataArray(
+        dense, dims=("energy_true", "channel"), coords=coords, name="matrix",
+        attrs={**meta, "extension": ext, "first_channel": first, "hduclas3": hduclas3,
+               "includes_area": includes_area, "units": "cm2" if includes_area else ""},
+    )
+
+
+def _groups(row: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(start, length) of runs of entries above ``threshold`` in ``row``."""
+    keep = np.abs(row) > threshold
+    if not keep.any():
+        return []
+    d = np.diff(np.concatenate([[0], keep.astype(np.int8), [0]]))
+    starts = np.flatnonzero(d == 1)
+    ends = np.flatnonzero(d == -1)
+    return [(int(s), int(e - s)) for s, e in zip(starts, ends, strict=True)]
+
+
+def _objects(rows: list[np.ndarray]) -> np.ndarray:
+    """A 1-D object array holding one array per row (for variable-length FITS columns)."""
+    out = np.empty(len(rows), dtype=object)
+    for i, r in enumerate(rows):
+        out[i] = r
+    return out
+
+
+def write_rmf(
+    path,
+    energ_lo: Sequence[float],
+    energ_hi: Sequence[float],
+    matrix,
+    e_min: Sequence[float],
+    e_max: Sequence[float],
+    first_channel: int = 1,
+    telescope: str = "",
+    instrument: str = "",
+    filter: str = "NONE",
+    threshold: float = 0.0,
+    extname: str = "MATRIX",
+    variable_length: bool = True,
+    overwrite: bool = False,
+) -> str:
+    """Write an OGIP RMF (``MATRIX`` + ``EBOUNDS``) in the compact grouped layout, atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file.
+    energ_lo, energ_hi : array_like (n_energy,)
+        True-energy bin edges (keV).
+    matrix : array_like (n_energy, n_channel)
+        Redistribution probabilities (rows: true energy; columns: channels).
+    e_min, e_max : array_like (n_channel,)
+        Nominal channel energy bounds (keV) for ``EBOUNDS``.
+    first_channel : int
+        Number of the first channel (``TLMIN`` of ``F_CHAN``): 0 or 1 in practice.
+    telescope, instrument, filter : str
+        Header keywords.
+    threshold : float
+        Entries with ``|value| <= threshold`` are not stored (``LO_THRES``).
+    extname : {'MATRIX', 'SPECRESP MATRIX'}
+        Name of the matrix extension; ``'SPECRESP MATRIX'`` marks ``HDUCLAS3 = 'FULL'``
+        (area included).
+    variable_length : bool
+        Store ``F_CHAN``, ``N_CHAN``, ``MATRIX`` as variable-length arrays (default, compact);
+        False writes fixed-length arrays padded to the longest row.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    lo, hi = np.asarray(energ_lo, float), np.asarray(energ_hi, float)
+    M = np.asarray(matrix, float)
+    emin, emax = np.asarray(e_min, float), np.asarray(e_max, float)
+    if M.ndim != 2 or M.shape != (lo.size, emin.size):
+        raise ValueError(f"matrix must have shape (n_energy, n_channel) = ({lo.size}, "
+                         f"{emin.size}), got {M.shape}")
+    check_edges(lo, hi, fspath(path), "energ_lo/energ_hi")
+    if extname.upper() not in MATRIX_NAMES:
+        raise ValueError(f"extname must be one of {MATRIX_NAMES}, got {extname!r}")
+    n_e, n_c = M.shape
+    groups = [_groups(M[i], threshold) for i in range(n_e)]
+    n_grp = np.array([len(g) for g in groups], dtype=np.int16 if n_c < 32768 else np.int32)
+    fch = [np.array([s + first_channel for s, _ in g], dtype=np.int32) for g in groups]
+    nch = [np.array([n for _, n in g], dtype=np.int32) for g in groups]
+    val = [np.concatenate([M[i, s:s + n] for s, n in g]).astype(np.float32) if g else
+           np.zeros(0, np.float32) for i, g in enumerate(groups)]
+    if variable_length:
+        cols = [
+            fits.Column("F_CHAN", "PJ()", array=_objects(fch)),
+            fits.Column("N_CHAN", "PJ()", array=_objects(nch)),
+            fits.Column("MATRIX", "PE()", array=_objects(val)),
+        ]
+    else:
+        gmax = max(1, int(n_grp.max()) if n_e else 1)
+        vmax = max(1, max((v.size for v in val), default=1))
+        F = np.zeros((n_e, gmax), np.int32)
+        N = np.zeros((n_e, gmax), np.int32)
+        V = np.zeros((n_e, vmax), np.float32)
+        for i in range(n_e):
+            F[i, :fch[i].size] = fch[i]
+            N[i, :nch[i].size] = nch[i]
+            V[i, :val[i].size] = val[i]
+        cols = [fits.Column("F_CHAN", f"{gmax}J", array=F),
+                fits.Column("N_CHAN", f"{gmax}J", array=N),
+                fits.Column("MATRIX", f"{vmax}E", array=V)]
+    cols = [
+        fits.Column("ENERG_LO", "E", unit="keV", array=lo),
+        fits.Column("ENERG_HI", "E", unit="keV", array=hi),
+        fits.Column("N_GRP", "I" if n_grp.dtype == np.int16 else "J", array=n_grp),
+        *cols,
+    ]
+    mhdu = fits.BinTableHDU.from_columns(cols, name=extname.upper())
+    h = mhdu.header
+    full = extname.upper() == "SPECRESP MATRIX"
+    for k, v in (("TELESCOP", telescope), ("INSTRUME", instrument), ("FILTER", filter),
+                 ("CHANTYPE", "PI"), ("DETCHANS", n_c), ("HDUCLASS", "OGIP"),
+                 ("HDUCLAS1", "RESPONSE"), ("HDUCLAS2", "RSP_MATRIX"),
+                 ("HDUCLAS3", "FULL" if full else "REDIST"), ("HDUVERS", "1.3.0"),
+                 ("LO_THRES", float(threshold))):
+        h[k] = v
+    i_f = column_index(mhdu, "F_CHAN")
+    h[f"TLMIN{i_f}"] = int(first_channel)
+    h[f"TLMAX{i_f}"] = int(first_channel + n_c - 1)
+    ch = np.arange(first_channel, first_channel + n_c, dtype=np.int32)
+    ehdu = fits.BinTableHDU.from_columns([
+        fits.Column("CHANNEL", "J", array=ch),
+        fits.Column("E_MIN", "E", unit="keV", array=emin),
+        fits.Column("E_MAX", "E", unit="keV", array=emax),
+    ], name="EBOUNDS")
+    eh = ehdu.header
+    for k, v in (("TELESCOP", telescope), ("INSTRUME", instrument), ("FILTER", filter),
+                 ("CHANTYPE", "PI"), ("DETCHANS", n_c), ("HDUCLASS", "OGIP"),
+                 ("HDUCLAS1", "RESPONSE"), ("HDUCLAS2", "EBOUNDS"), ("HDUVERS", "1.2.0")):
+        eh[k] = v
+    eh["TLMIN1"] = int(first_channel)
+    eh["TLMAX1"] = int(first_channel + n_c - 1)
+    hdul = fits.HDUList([_primary(telescope, instrument), mhdu, ehdu])
+    return write_atomic(hdul, path, overwrite)

@@ -1,0 +1,124 @@
+"""What the solver iterates on: the full cube Z, or low-rank coefficients W with Z = V W.
+
+A parametrization maps the unknown ``x`` to the expected counts ``(μ_X, μ_Y)`` and a pair of
+count-space gradients back to the gradient in ``x`` (the adjoint). Both are linear, so the solver
+can extrapolate expected counts instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .operators import ForwardModel
+from .operators.base import is_dask
+from .operators.spectral import apply_energy_matrix
+
+__all__ = ["FullCube", "LowRank", "pca_subspace"]
+
+
+class FullCube:
+    """``x = Z`` of shape (L, M, N)."""
+
+    def __init__(self, model: ForwardModel):
+        self.model = model
+        self.shape = model.shape
+
+    def forward(self, x):
+        return self.model.mu_X(x), self.model.mu_Y(x)
+
+    def adjoint(self, gX, gY):
+        return self.model.adjoint_X(gX) + self.model.adjoint_Y(gY)
+
+    def to_cube(self, x):
+        return x
+
+    def from_cube(self, Z):
+        return Z
+
+
+def pca_subspace(Y, weights, rank: int) -> np.ndarray:
+    r"""Top-``rank`` principal spectra of Y's flux spectra, as orthonormal columns (L × r).
+
+    Parameters
+    ----------
+    Y : array (L, m, n)
+        Counts of the fine-spectrum instrument.
+    weights : array (L,) or (L, m, n)
+        :math:`t_Y A_Y` on Y's grid (zero area gives zero flux).
+    rank : int
+
+    Notes
+    -----
+    Uncentred SVD of the (L × m·n) matrix of flux spectra :math:`Y / (t_Y A_Y)`; the leading
+    vectors span the mean spectrum and its main variations (paper §3.3.2).
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    flux = np.divide(Y, w, out=np.zeros_like(Y), where=w > 0)
+    L = flux.shape[0]
+    F = flux.reshape(L, -1)
+    rank = int(rank)
+    if not 1 <= rank <= min(F.shape):
+        raise ValueError(f"rank must be between 1 and {min(F.shape)} (the number of Y pixels "
+                         f"or channels), got {rank}")
+    U, s, _ = np.linalg.svd(F, full_matrices=False)
+    V = U[:, :rank]
+    # sign convention: the leading component is positive on average
+    V = V * np.where(V.sum(0) < 0, -1.0, 1.0)
+    return V
+
+
+class LowRank:
+    r"""``x = W`` of shape (r, M, N) with :math:`Z = V W` (V: L × r, orthonormal columns).
+
+    When the effective areas depend on energy only and the PSF does not depend on energy,
+    the model factorises:
+
+    .. math::
+
+        \mu_X = (R_X\,\mathrm{diag}(t_X A_X)\,V)\,W,\qquad
+        \mu_Y = (t_Y A_Y \odot V)\,[R_{MN} B_Y W]
+
+    so the spatial operators act on r images instead of L. Otherwise Z is formed explicitly.
+    """
+
+    def __init__(self, model: ForwardModel, V: np.ndarray, dtype=np.float64):
+        self.model = model
+        L, M, N = model.shape
+        V = np.asarray(V, dtype=np.float64)
+        if V.shape[0] != L:
+            raise ValueError(f"subspace has {V.shape[0]} energies, Z has {L}")
+        self.V = V.astype(dtype)
+        self.Vt = np.ascontiguousarray(self.V.T)
+        self.rank = V.shape[1]
+        self.shape = (self.rank, M, N)
+        self.factorised = (model.exp_X.energy_only and model.exp_Y.energy_only
+                           and not model.psf.energy_dependent)
+        if self.factorised:
+            wX = model.exp_X.weights[:, 0, 0]
+            wY = model.exp_Y.weights[:, 0, 0]
+            self.KX = (model.resp_X.R @ (wX[:, None] * V)).astype(dtype)      # (l, r)
+            self.KXt = np.ascontiguousarray(self.KX.T)
+            self.KY = (wY[:, None] * V).astype(dtype)                          # (L, r)
+            self.KYt = np.ascontiguousarray(self.KY.T)
+
+    def forward(self, W):
+        if self.factorised:
+            return (apply_energy_matrix(self.KX, W),
+                    apply_energy_matrix(self.KY, self.model.blur_Y.forward(W)))
+        Z = self.to_cube(W)
+        return self.model.mu_X(Z), self.model.mu_Y(Z)
+
+    def adjoint(self, gX, gY):
+        if self.factorised:
+            return (apply_energy_matrix(self.KXt, gX)
+                    + self.model.blur_Y.adjoint(apply_energy_matrix(self.KYt, gY)))
+        g = self.model.adjoint_X(gX) + self.model.adjoint_Y(gY)
+        return apply_energy_matrix(self.Vt, g)
+
+    def to_cube(self, W):
+        return apply_energy_matrix(self.V, W)
+
+    def from_cube(self, Z):
+        W = apply_energy_matrix(self.Vt, Z)
+        return W if is_dask(W) else np.ascontiguousarray(W)
