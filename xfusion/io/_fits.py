@@ -140,7 +140,8 @@ def check_edges(lo, hi, path: str, what: str) -> None:
         raise FileFormatError(f"{path}: {what} has non-finite bin edges")
     if (hi <= lo).any():
         i = int(np.argmax(hi <= lo))
-        raise FileFormatError(f"{path}: {what} bin {i} has upper edge {hi[i]} <= lower edge {lo[i]}")
+        raise FileFormatError(f"{path}: {what} bin {i} has upper edge {hi[i]} <= lower edge "
+                              f"{lo[i]}")
     if (np.diff(lo) <= 0).any():
         raise FileFormatError(f"{path}: {what} bins do not increase")
 
@@ -167,12 +168,3 @@ def write_atomic(hdul: fits.HDUList, path, overwrite: bool) -> str:
 def header_str(header) -> str | None:
     """A FITS header (or None) as a string for JSON-safe attrs."""
     return None if header is None else header.tostring(sep="\n")
-
-
-def first_keyword(headers: Sequence, keys: Sequence[str]):
-    """First ``(key, value)`` found in ``headers`` (searched in order) for ``keys``, or None."""
-    for key in keys:
-        for h in headers:
-            if h is not None and key in h:
-                return key, h[key]
-    return None

@@ -122,7 +122,7 @@ def _column_wcs(hdu: fits.BinTableHDU, xcol: str, ycol: str, path: str) -> WCS:
         n = column_index(hdu, col)
         keys = {}
         for name in ("CTYP", "CRPX", "CRVL", "CDLT"):
-            for k in (f"TC{name}{n}", f"{ref}C{name}"):
+            for k in (f"T{name}{n}", f"{ref}{name}"):
                 if k in h:
                     keys[name] = h[k]
                     break
@@ -130,7 +130,7 @@ def _column_wcs(hdu: fits.BinTableHDU, xcol: str, ycol: str, path: str) -> WCS:
         if missing:
             raise FileFormatError(
                 f"{path}: no sky WCS for column {col!r}: missing "
-                f"{', '.join(f'TC{m}{n} / {ref}C{m}' for m in missing)}; pass event_wcs="
+                f"{', '.join(f'T{m}{n} / {ref}{m}' for m in missing)}; pass event_wcs="
             )
         out[axis] = keys
     w = WCS(naxis=2)
@@ -524,8 +524,8 @@ def write_events(
             vals = {"CTYP": w.wcs.ctype[k], "CRPX": EPIC_REF_PIXEL, "CRVL": w.wcs.crval[k],
                     "CDLT": w.wcs.cdelt[k]}
             for name, v in vals.items():
-                hdr[f"TC{name}{i}"] = v
-                hdr[f"{ref}C{name}"] = v
+                hdr[f"T{name}{i}"] = v
+                hdr[f"{ref}{name}"] = v
         hdr.update({"TELESCOP": "XMM", "INSTRUME": detector or "EPN", "RADECSYS": "ICRS"})
     elif instrument == "resolve":
         if pixel is None:

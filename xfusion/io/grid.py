@@ -38,8 +38,8 @@ def make_wcs(centre: Sequence[float], pixel_size: float, shape: Sequence[int],
     shape : (ny, nx)
         Image shape; the centre falls at the middle of the image (a pixel corner for even sizes).
     rotation : float
-        Angle (deg) of the image's +y axis east of north (``CROTA2`` convention); 0 is north up,
-        east left.
+        Position angle (deg) of the image's +y axis, east of north; 0 is north up, east left.
+        (This is ``-CROTA2`` for the usual ``CDELT1 < 0``.)
     projection : str
         Three-letter FITS projection code.
 
@@ -87,8 +87,8 @@ def pixel_scale(w: WCS) -> tuple[float, float]:
 def grid_rotation(w: WCS) -> float:
     """Angle (deg) of the grid's +y axis east of north at the reference pixel."""
     m = w.pixel_scale_matrix  # d(lon, lat)/d(x, y)
-    # +y axis direction on the sky: (east, north) = (-d lon, d lat) for a north-up east-left grid
-    east, north = -m[0, 1], m[1, 1]
+    # direction of the +y axis on the sky: east = d lon / dy (times cos dec), north = d lat / dy
+    east, north = m[0, 1], m[1, 1]
     return float(np.rad2deg(np.arctan2(east, north)))
 
 
@@ -166,9 +166,17 @@ def check_alignment(wcs_fine, shape_fine: Sequence[int], wcs_coarse, shape_coars
     s = np.sqrt(det)
     if abs(np.deg2rad(theta)) * s * span > tol:
         raise ProblemError(
-            f"the coarse grid is rotated by {theta:.4g}° relative to the fine grid; the pixels "
-            f"cannot be aligned. Bin X's events on a grid with the same orientation as Y's "
+            f"the coarse grid is rotated by {theta:.4g}° relative to the fine grid (a roll "
+            f"between them, or tangent points far apart); the pixels cannot be aligned. Bin X's "
+            f"events on a grid with the same orientation as Y's "
             f"(xf.io.from_files does this; or xf.io.subdivide_wcs(wcs_Y, v))"
+        )
+    resid = np.hypot(xf - A @ cx, yf - A @ cy)
+    if resid.max() > tol:
+        raise ProblemError(
+            f"the two grids' projections differ (different tangent points or projection types): "
+            f"the mapping between them is distorted by up to {resid.max():.3g} fine pixels. Build "
+            f"both on one tangent point (xf.io.subdivide_wcs)"
         )
     sy, sx = np.hypot(J[0, 1], J[1, 1]), np.hypot(J[0, 0], J[1, 0])
     vM, vN = int(round(sy)), int(round(sx))
@@ -179,13 +187,6 @@ def check_alignment(wcs_fine, shape_fine: Sequence[int], wcs_coarse, shape_coars
                 f"whole number of fine pixels (choose a fine pixel size that divides the coarse "
                 f"one, e.g. {pixel_scale(wc)[1 if ax == 'x' else 0] / max(v, 1):.6g} arcsec)"
             )
-    resid = np.hypot(xf - (cx[0] * xc + cx[1] * yc + cx[2]), yf - (cy[0] * xc + cy[1] * yc + cy[2]))
-    if resid.max() > tol:
-        raise ProblemError(
-            f"the two grids' projections differ (different tangent points or projection types): "
-            f"the mapping between them is distorted by up to {resid.max():.3g} fine pixels. Build "
-            f"both on one tangent point (xf.io.subdivide_wcs)"
-        )
     # coarse pixel edge -0.5 must land on a fine pixel edge: fine = -0.5 + k
     ox = cx[2] - (vN - 1) / 2.0
     oy = cy[2] - (vM - 1) / 2.0

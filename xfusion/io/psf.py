@@ -110,8 +110,7 @@ def resample_psf(
         cy, cx = cy + oy, cx + ox
         t = np.deg2rad(rotation)
         # output (y, x) relative to centre -> input position rotated back by -t
-        m = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) * [[1, py / px],
-                                                                           [px / py, 1]]
+        m = np.array([[np.cos(t), -np.sin(t) * px / py], [np.sin(t) * py / px, np.cos(t)]])
         c = np.array([cy, cx])
         img = ndimage.affine_transform(big, m, offset=c - m @ c, order=1, mode="constant")
         img = np.clip(img, 0, None) * (total / max(img.sum(), 1e-300))
