@@ -50,7 +50,7 @@ its target. For ``scale < 1`` the targets are multiplied by the ratio of Z's vox
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -64,6 +64,7 @@ from .problem import make_problem
 __all__ = [
     "SCENARIOS",
     "REMNANT_SEED",
+    "UnknownScenarioError",
     "Remnant",
     "ScenarioSpec",
     "spec",
@@ -76,6 +77,8 @@ __all__ = [
     "area_resolve",
     "response_epic",
     "absorption",
+    "ionisation_temperature",
+    "Line",
     "LINES",
 ]
 
@@ -99,6 +102,13 @@ _MASS = {"O": 16.0, "Ne": 20.18, "Mg": 24.31, "Fe": 55.85}
 
 
 # ----------------------------------------------------------------------------- scenarios
+class UnknownScenarioError(KeyError, ValueError):
+    """An unknown scenario name; the message lists the valid ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass(frozen=True)
 class ScenarioSpec:
     """Full-size definition of one scenario (paper Table 1, plus our instrument choices).
@@ -151,7 +161,6 @@ class ScenarioSpec:
     king_beta: float = 2.0
     area_X: float = 600.0
     area_Y: float = 200.0
-    paper: dict = field(default_factory=dict, compare=False)
 
     @property
     def vL(self) -> int:
@@ -198,13 +207,13 @@ def spec(name: str) -> ScenarioSpec:
 
     Raises
     ------
-    KeyError
-        For an unknown name; the message lists the valid ones.
+    UnknownScenarioError
+        (a ``KeyError`` and ``ValueError``) for an unknown name; the message lists the valid ones.
     """
     try:
         return _SPECS[name]
     except (KeyError, TypeError):
-        raise KeyError(f"unknown scenario {name!r}; valid names: "
+        raise UnknownScenarioError(f"unknown scenario {name!r}; valid names: "
                        f"{', '.join(sorted(_SPECS))}") from None
 
 
@@ -218,7 +227,8 @@ def grid(name: str, scale: float = 1.0) -> dict[str, int]:
     scale : float
         Shrink factor in (0, 4]: ``m = max(3, round(15·scale))`` coarse pixels per side
         (``M = 3m`` fine pixels, also for the scenarios without spatial rebinning),
-        ``l = max(lmin, round(l_full·scale))`` channels of X and ``L = vL·l``.
+        ``l = max(lmin, round(l_full·scale))`` channels of X and ``L = vL·l`` (halves round
+        up).
 
     Returns
     -------
@@ -227,13 +237,17 @@ def grid(name: str, scale: float = 1.0) -> dict[str, int]:
     """
     s = spec(name)
     scale = _check_scale(scale)
-    m3 = max(3, int(round(15 * scale)))
+    m3 = max(3, _round_half_up(15 * scale))
     M = 3 * m3
     m = M // s.vM
     lmin = 3 if s.vL > 1 else 60
-    l = max(lmin, int(round(s.l * scale)))
+    l = max(lmin, _round_half_up(s.l * scale))
     return {"L": l * s.vL, "l": l, "M": M, "N": M, "m": m, "n": m,
             "vL": s.vL, "vM": s.vM, "vN": s.vM}
+
+
+def _round_half_up(x: float) -> int:
+    return int(np.floor(x + 0.5))
 
 
 def _check_scale(scale: float) -> float:
@@ -425,18 +439,21 @@ def make_remnant(size: int = 45, seed: int = REMNANT_SEED) -> Remnant:
     at a coarser sampling:
 
     * ejecta shell of radius 0.36·size (16 cells), rippled by ±7 %, Gaussian radial profile
-      (σ = 0.045·size), a density modulated by lognormal clumps (σ_ln = 0.8, correlation
-      length ~1 cell) and a 30 % brightness dipole; emission measure ∝ density²;
-    * homologous expansion ``v = 6000 km/s · r / R`` plus 300 km/s turbulence, line-of-sight
-      speed clipped at 7000 km/s; the dispersion inside a cell adds the velocity step across
-      it (``6000/R/√12``);
-    * kT log-uniform over 0.2–3 keV and log τ uniform over 8–11.5, both smooth random fields
-      (correlation length ~0.25 R); Fe-rich cells are hotter;
-    * O-rich (O 6, Ne 4, Mg 3, Fe 1 × solar) and Fe-rich (O 1, Ne 1, Mg 1, Fe 8) ejecta mixed
-      by a smooth field, with 20 % cell-to-cell scatter;
-    * a bright compact knot in the south (Gaussian, σ ≈ 1.1 cells, peak density 3×, kT 1.2 keV,
-      log τ 11, O 8, Ne 6, Mg 5, Fe 3, receding at 1500 km/s);
-    * a forward-shock shell at 0.45·size (density 0.25, kT 2 keV, solar, 4000 km/s);
+      (σ = 0.045·size), a density modulated by lognormal clumps (σ_ln = 0.5, correlation
+      length ~1 cell) and a 20 % brightness dipole; emission measure ∝ density²;
+    * homologous expansion ``v = 6000 km/s · r / R`` plus peculiar velocities (300 km/s on
+      0.15 R, 1000 km/s on ~2 cells, and 1500 km/s bulk motions of the Fe-rich plumes on
+      0.3 R); line-of-sight speed clipped at 7000 km/s; the dispersion inside a cell is
+      300 km/s of turbulence plus the velocity step across it (``6000/R/√12``);
+    * kT roughly log-uniform over 0.2–3 keV (a smooth field on 0.12 R, hotter where Fe-rich)
+      and log τ roughly uniform over 8–11.5 (smooth field on 0.12 R plus the clumps: denser
+      gas is more ionised);
+    * O-rich (O 6, Ne 4, Mg 3, Fe 2 × solar) and Fe-rich (O 1, Ne 1, Mg 1, Fe 8) ejecta mixed
+      by a smooth field on 0.25 R (~35 % Fe-rich), with 10 % cell-to-cell scatter;
+    * a bright compact knot in the south (Gaussian, σ ≈ 1.1 cells, peak density 7× the shell's,
+      kT 1.8 keV, log τ 11, O 8, Ne 6, Mg 5, Fe 3, receding at 1500 km/s);
+    * a forward-shock shell at 0.45·size (density 0.25, kT 2 keV, log τ 10.5, solar,
+      4000 km/s · z / R_fs);
     * a faint diffuse foreground (kT 0.2 keV, solar, at rest) with a gentle gradient and a
       faint Γ = 1.4 power law, so that no pixel is empty.
     """
@@ -457,9 +474,9 @@ def make_remnant(size: int = 45, seed: int = REMNANT_SEED) -> Remnant:
     clumps = _field(rng, (G, G, G), 1.0 * u)
     g_fe = _field(rng, (G, G, G), 0.25 * R)
     g_T = _field(rng, (G, G, G), 0.12 * R)
-    g_tau = _field(rng, (G, G, G), 0.25 * R)
+    g_tau = _field(rng, (G, G, G), 0.12 * R)
     g_turb = _field(rng, (G, G, G), 0.15 * R)
-    g_pec = _field(rng, (G, G, G), 1.0 * u)
+    g_pec = _field(rng, (G, G, G), 2.0 * u)
     g_bulk = _field(rng, (G, G, G), 0.3 * R)
     scatter = rng.standard_normal((4, G, G, G))
     dip = rng.standard_normal(3)
@@ -475,12 +492,12 @@ def make_remnant(size: int = 45, seed: int = REMNANT_SEED) -> Remnant:
     f_fe = 1 / (1 + np.exp(-2.5 * (g_fe - 0.4)))  # ~35 % of the shell Fe-rich
     t = ndtr((0.8 * g_T + 0.6 * (2 * f_fe - 1)) / np.hypot(0.8, 0.45))
     kT = 0.2 * 15.0**t
-    log_tau = 8 + 3.5 * ndtr(0.8 * g_tau + 0.3 * clumps)
+    log_tau = 8 + 3.5 * ndtr(0.6 * g_tau + 0.6 * clumps)
     o_rich = np.array([6.0, 4.0, 3.0, 2.0])[:, None, None, None]
     fe_rich = np.array([1.0, 1.0, 1.0, 8.0])[:, None, None, None]
-    ab = (o_rich * (1 - f_fe) + fe_rich * f_fe) * np.exp(0.2 * scatter)
+    ab = (o_rich * (1 - f_fe) + fe_rich * f_fe) * np.exp(0.1 * scatter)
     v_exp = 6000.0
-    v_pec = 300.0 * g_turb + 700.0 * g_pec + 1500.0 * g_bulk * f_fe
+    v_pec = 300.0 * g_turb + 1000.0 * g_pec + 1500.0 * g_bulk * f_fe
     v_los = np.clip(v_exp * zz / R + v_pec, -V_MAX, V_MAX)
     sig_v = np.hypot(300.0, v_exp / R / np.sqrt(12)) * np.ones_like(r)
 
@@ -491,10 +508,10 @@ def make_remnant(size: int = 45, seed: int = REMNANT_SEED) -> Remnant:
     kc = np.array([0.05 * R, -0.92 * R, 0.12 * R])  # (z, y, x) offsets in cells
     ks = max(1.1 * u, 0.6)
     d2 = (zz - kc[0]) ** 2 + (yy - kc[1]) ** 2 + (xx - kc[2]) ** 2
-    rho_k = 5.0 * np.exp(-0.5 * d2 / ks**2)
+    rho_k = 7.0 * np.exp(-0.5 * d2 / ks**2)
     kk = rho_k > 1e-2
     nk = int(kk.sum())
-    parts.append((pix[kk], rho_k[kk] ** 2, np.full(nk, 1.5), np.full(nk, 11.0),
+    parts.append((pix[kk], rho_k[kk] ** 2, np.full(nk, 1.8), np.full(nk, 11.0),
                   np.full(nk, 1500.0), np.full(nk, 250.0),
                   np.tile([8.0, 6.0, 5.0, 3.0], (nk, 1)), 1))
 
@@ -863,8 +880,8 @@ def scenario(
 
     Raises
     ------
-    KeyError
-        Unknown scenario (the message lists the valid names).
+    UnknownScenarioError
+        Unknown scenario (a ``KeyError`` and ``ValueError``; the message lists the valid names).
     ValueError
         Scale out of range.
     """
