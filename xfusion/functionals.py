@@ -39,9 +39,10 @@ class PoissonLoss:
     eps : float
         Below :math:`\mu = \varepsilon` the loss continues as its second-order Taylor
         expansion at :math:`\varepsilon`; this keeps it finite, convex and
-        :math:`C^1` for every :math:`\mu` (including the negative values that an extrapolated
-        point or a low-rank iterate can produce) without changing it where the model is
-        meaningful (:math:`\varepsilon \ll` 1 count).
+        :math:`C^1` for every :math:`\mu` (including negative values) without changing it
+        where the model is meaningful (:math:`\varepsilon \ll` 1 count). The quadratic uses
+        the curvature :math:`\max(D, 1)/\varepsilon^2`, so the loss stays bounded below even
+        where :math:`D = 0` (where the Poisson loss itself is linear in μ).
 
     Notes
     -----
@@ -55,20 +56,36 @@ class PoissonLoss:
                            - np.asarray(D, np.float64)) if not _is_dask(D) else \
             float((_dask_xlogy(D) - D.astype(np.float64)).sum().compute())
 
+    def _fast(self, mu) -> bool:
+        """True when no element needs the quadratic extension (the usual case)."""
+        return float(mu.min()) >= self.eps
+
     def value(self, mu) -> float:
         D, e = self.D, self.eps
+        if self._fast(mu):
+            return total(mu) - total(D * np.log(mu)) + self.const
         safe = np.maximum(mu, e)
         inside = mu - D * np.log(safe)
         d = mu - e
-        outside = (e - D * np.log(e)) + (1 - D / e) * d + 0.5 * (D / e**2) * d * d
+        outside = (e - D * np.log(e)) + (1 - D / e) * d + 0.5 * (np.maximum(D, 1) / e**2) * d * d
         return total(np.where(mu >= e, inside, outside)) + self.const
 
     def grad(self, mu):
         D, e = self.D, self.eps
+        if self._fast(mu):
+            return 1 - D / mu
         safe = np.maximum(mu, e)
         inside = 1 - D / safe
-        outside = (1 - D / e) + (D / e**2) * (mu - e)
+        outside = (1 - D / e) + (np.maximum(D, 1) / e**2) * (mu - e)
         return np.where(mu >= e, inside, outside)
+
+    def value_and_grad(self, mu):
+        """Both at once, sharing the division (``D log μ`` is summed from ``D/μ``'s inputs)."""
+        D, e = self.D, self.eps
+        if self._fast(mu):
+            ratio = D / mu
+            return total(mu) - total(D * np.log(mu)) + self.const, 1 - ratio
+        return self.value(mu), self.grad(mu)
 
 
 def _is_dask(a) -> bool:
@@ -108,6 +125,10 @@ class Sobolev:
     def grad(self, W):
         dy, dx = self._diffs(W)
         return 2 * self.weight * (_diff_adjoint(dy, -2) + _diff_adjoint(dx, -1))
+
+    def diag(self) -> float:
+        """Largest diagonal entry of the Hessian, ``8 w`` (interior pixels)."""
+        return 8 * self.weight
 
     def lipschitz(self) -> float:
         """Upper bound of the gradient's Lipschitz constant (``2 w ‖∇‖² ≤ 16 w``)."""

@@ -13,7 +13,7 @@ import xarray as xr
 from .functionals import Sobolev, total
 from .operators import ForwardModel
 from .operators.base import is_dask
-from .parametrization import FullCube, LowRank, pca_subspace
+from .parametrization import FullCube, LowRank, nmf_subspace
 from .problem import ProblemError, validate
 from .regularizers import REGULARIZERS, NoRegularizer, SmoothOnly, StarletL1
 from .solver import FISTA, Checkpointer, ProgressBar, SolverState, load_state
@@ -102,6 +102,8 @@ def fuse(
     spatial: Literal["auto", "dense", "fft"] = "auto",
     adapt_iter: int = 20,
     eps: float = 1e-6,
+    metric: Literal["em", "jacobi"] | None = None,
+    acceleration: bool = True,
 ) -> xr.DataArray:
     r"""Fuse the two instruments of a problem into one cube Z (HIFReD).
 
@@ -153,6 +155,12 @@ def fuse(
         Iterations during which wavelet thresholds follow the iterate before being frozen.
     eps : float
         Floor (in counts) of the Poisson term's quadratic extension.
+    metric : {"em", "jacobi"}, optional
+        Diagonal scaling of the gradient step (default ``"em"``: a unit step is the EM /
+        Richardson–Lucy update; see docs/solver.md for the measurements behind the choice).
+    acceleration : bool
+        FISTA momentum with adaptive restart (default); ``False`` gives plain (scaled)
+        proximal gradient.
 
     Returns
     -------
@@ -180,7 +188,7 @@ def fuse(
         aY = np.asarray(ds.arf_Y.values)
         aY = aY if aY.ndim == 1 else aY.mean(axis=(1, 2))
         wY = float(ds.Y.attrs["exposure"]) * aY[:, None, None]
-        V = pca_subspace(np.asarray(ds.Y.values), wY, rank)
+        V = nmf_subspace(np.asarray(ds.Y.values), wY[:, 0, 0], rank)
         param = LowRank(model, V, dtype)
     else:
         param = FullCube(model)
@@ -195,18 +203,21 @@ def fuse(
     else:
         Z0 = initial_guess(ds)
     x0 = param.from_cube(Z0.astype(dtype))
+    if low_rank:  # a strictly positive start in the non-negative subspace
+        x0 = np.maximum(x0, 1e-3 * float(np.abs(x0).mean())).astype(dtype)
 
     solver = FISTA(param, Xd, Yd, None, tol=tol, patience=patience, max_iter=max_iter,
-                   eps=eps, dtype=dtype)
+                   eps=eps, dtype=dtype, metric=metric or "em",
+                   momentum=acceleration)
     hyper: dict = {"regularizer": regularizer}
     if regularizer == "none":
         reg = NoRegularizer(positive=True)
     elif regularizer == "lr":
-        reg = NoRegularizer(positive=False)
+        reg = NoRegularizer(positive=True)
         hyper["rank"] = int(rank)
     elif regularizer == "lrs":
         curv = _curvature(param, solver.lossX, solver.lossY, x0, np.random.default_rng(0))
-        reg = SmoothOnly(Sobolev(mu_sobolev * curv))
+        reg = SmoothOnly(Sobolev(mu_sobolev * curv), positive=True)
         hyper.update(rank=int(rank), mu_sobolev=float(mu_sobolev), sobolev_weight=reg.smooth.weight)
     else:
         if regularizer == "w2d1d":
@@ -215,12 +226,13 @@ def fuse(
         else:
             T = _starlet("2d", J2, 0, (param.rank, M, N))
             hyper.update(rank=int(rank), J2=int(J2))
-        reg = StarletL1(T, k=k, k_range=k_range, positive=not low_rank,
+        reg = StarletL1(T, k=k, k_range=k_range, positive=True,
                         adapt_iter=adapt_iter, per_slice=low_rank)
         hyper.update(k=k if isinstance(k, str) else float(k), k_min=float(k_range[0]),
                      k_max=float(k_range[1]), adapt_iter=int(adapt_iter))
     solver.reg = reg
     solver.smooth = getattr(reg, "smooth", None)
+    hyper.update(solver="fista", metric=metric or "em", acceleration=int(acceleration))
 
     meta = {"regularizer": regularizer, "shape": [L, M, N], "dtype": str(dtype)}
     if progress:
@@ -241,8 +253,6 @@ def fuse(
             cb.close()
 
     Z = param.to_cube(st.x)
-    if low_rank:
-        Z = np.maximum(Z, 0)  # Z = V W is not constrained during the iteration
     if is_dask(Z):
         Z = Z.compute()
     coords = {c: ds.coords[c] for c in ds.coords

@@ -13,7 +13,7 @@ from .operators import ForwardModel
 from .operators.base import is_dask
 from .operators.spectral import apply_energy_matrix
 
-__all__ = ["FullCube", "LowRank", "pca_subspace"]
+__all__ = ["FullCube", "LowRank", "pca_subspace", "nmf_subspace"]
 
 
 class FullCube:
@@ -34,6 +34,17 @@ class FullCube:
 
     def from_cube(self, Z):
         return Z
+
+    def curvature(self, hX, hY):
+        """Diagonal of ``Kᵀ diag(h) K`` (Jacobi preconditioner)."""
+        return self.model.curvature(hX, hY)
+
+    # every piece of the model is non-negative, so |K| = K
+    def abs_forward(self, x):
+        return self.forward(x)
+
+    def abs_adjoint(self, gX, gY):
+        return self.adjoint(gX, gY)
 
 
 def pca_subspace(Y, weights, rank: int) -> np.ndarray:
@@ -66,6 +77,55 @@ def pca_subspace(Y, weights, rank: int) -> np.ndarray:
     # sign convention: the leading component is positive on average
     V = V * np.where(V.sum(0) < 0, -1.0, 1.0)
     return V
+
+
+def nmf_subspace(Y, weights, rank: int, n_iter: int = 300, seed: int = 0) -> np.ndarray:
+    r"""Non-negative spectral subspace (L × r) of Y by Poisson (KL) NMF, columns summing to 1.
+
+    Parameters
+    ----------
+    Y : array (L, m, n)
+        Counts of the fine-spectrum instrument.
+    weights : array (L,)
+        :math:`t_Y A_Y` per channel.
+    rank : int
+    n_iter : int
+        Multiplicative-update iterations (Lee & Seung 2001, KL divergence).
+    seed : int
+        Seed of the positive random start (the result is deterministic).
+
+    Notes
+    -----
+    Counts are modelled as :math:`Y \approx \mathrm{diag}(t_Y A_Y)\,V H` with
+    :math:`V, H \ge 0`: the maximum-likelihood factorisation under Poisson noise. Unlike the
+    paper's PCA basis, a non-negative basis keeps :math:`Z = VW \ge 0` whenever
+    :math:`W \ge 0`, so positivity stays a simple projection and expected counts never turn
+    negative (docs/solver.md).
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    L = Y.shape[0]
+    D = Y.reshape(L, -1)
+    w = np.asarray(weights, dtype=np.float64).reshape(L)
+    rank = int(rank)
+    if not 1 <= rank <= min(D.shape):
+        raise ValueError(f"rank must be between 1 and {min(D.shape)} (the number of Y pixels "
+                         f"or channels), got {rank}")
+    rng = np.random.default_rng(seed)
+    A = w[:, None] * (0.5 + rng.random((L, rank)))
+    H = (D.sum(0, keepdims=True) / max(A.sum(), 1e-300)) * (0.5 + rng.random((rank, D.shape[1])))
+    tiny = 1e-12
+    for _ in range(int(n_iter)):
+        R = D / np.maximum(A @ H, tiny)
+        H *= (A.T @ R) / np.maximum(A.sum(0)[:, None], tiny)
+        R = D / np.maximum(A @ H, tiny)
+        A *= (R @ H.T) / np.maximum(H.sum(1)[None, :], tiny)
+        # keep the area shape: A = diag(w) V
+        V = np.divide(A, w[:, None], out=np.zeros_like(A), where=w[:, None] > 0)
+        A = w[:, None] * V
+    V = np.divide(A, w[:, None], out=np.zeros_like(A), where=w[:, None] > 0)
+    norm = np.maximum(V.sum(0), 1e-300)
+    order = np.argsort(-(H.sum(1) * norm))
+    return (V / norm)[:, order]
 
 
 class LowRank:
@@ -116,9 +176,38 @@ class LowRank:
         g = self.model.adjoint_X(gX) + self.model.adjoint_Y(gY)
         return apply_energy_matrix(self.Vt, g)
 
+    def curvature(self, hX, hY):
+        """Diagonal of ``Kᵀ diag(h) K`` in W (exact when factorised; else the V∘V bound)."""
+        if self.factorised:
+            if not hasattr(self, "_sq"):
+                self._sq = (np.ascontiguousarray((self.KX**2).T),
+                            np.ascontiguousarray((self.KY**2).T), self.model.blur_Y.squared())
+            KX2t, KY2t, B2 = self._sq
+            return apply_energy_matrix(KX2t, hX) + B2.adjoint(apply_energy_matrix(KY2t, hY))
+        return apply_energy_matrix(np.ascontiguousarray((self.V**2).T),
+                                   self.model.curvature(hX, hY))
+
+    def abs_forward(self, W):
+        """:math:`|K| W` for the preconditioner (an upper bound where not factorised)."""
+        if self.factorised:
+            return (apply_energy_matrix(np.abs(self.KX), W),
+                    apply_energy_matrix(np.abs(self.KY), self.model.blur_Y.forward(W)))
+        Z = apply_energy_matrix(np.abs(self.V), W)
+        return self.model.mu_X(Z), self.model.mu_Y(Z)
+
+    def abs_adjoint(self, gX, gY):
+        if self.factorised:
+            return (apply_energy_matrix(np.abs(self.KXt), gX)
+                    + self.model.blur_Y.adjoint(apply_energy_matrix(np.abs(self.KYt), gY)))
+        g = self.model.adjoint_X(gX) + self.model.adjoint_Y(gY)
+        return apply_energy_matrix(np.abs(self.Vt), g)
+
     def to_cube(self, W):
         return apply_energy_matrix(self.V, W)
 
     def from_cube(self, Z):
-        W = apply_energy_matrix(self.Vt, Z)
+        """Least-squares coefficients of Z in the subspace (``V⁺ Z``)."""
+        if not hasattr(self, "_pinv"):
+            self._pinv = np.linalg.pinv(self.V.astype(np.float64)).astype(self.V.dtype)
+        W = apply_energy_matrix(self._pinv, Z)
         return W if is_dask(W) else np.ascontiguousarray(W)

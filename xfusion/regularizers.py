@@ -41,7 +41,7 @@ class NoRegularizer:
     def value(self, x) -> float:
         return 0.0
 
-    def prox(self, v, step: float):
+    def prox(self, v, step: float, P=None):
         return Positivity().prox(v, step) if self.positive else v
 
 
@@ -53,28 +53,33 @@ class SmoothOnly(NoRegularizer):
         self.smooth = smooth
 
 
-def _mad_sigma(w) -> float:
-    w = np.asarray(w)
-    return float(np.median(np.abs(w - np.median(w))) / 0.6745)
-
-
 class StarletL1:
-    r"""l1 norm of starlet detail coefficients, weighted by noise-scaled thresholds.
+    r"""Weighted l1 norm of starlet detail coefficients, with noise-scaled thresholds.
 
     Parameters
     ----------
-    transform : object
-        A starlet transform with ``forward``, ``inverse``, ``detail_bands``, ``coarse_band``
-        and ``noise_gains`` (see :mod:`xfusion.wavelets`).
+    transform : StarletBands
+        The 2-D–1-D (on Z) or 2-D (on each low-rank image W_r) starlet.
     k : float or "auto"
-        Threshold in units of the band noise; ``"auto"`` varies it per voxel with brightness
-        between ``k_range``.
+        Threshold in units of the band noise; ``"auto"`` varies it per voxel with the
+        brightness of the coarse scale over ``k_range`` (dim → k_max, bright → k_min).
     positive : bool
-        Project onto x ≥ 0 after reconstruction (for Z; not for low-rank coefficients).
+        Project onto x ≥ 0 after reconstruction.
     adapt_iter : int
-        Iterations during which thresholds follow the iterate before being frozen.
+        Iterations during which the noise scale and the k map follow the iterate; they are
+        then frozen.
     per_slice : bool
-        Estimate σ separately for each leading index (each low-rank component).
+        One noise scale per leading index (per low-rank image).
+
+    Notes
+    -----
+    The gradient step is taken in the diagonal metric P of the solver, whose entries are the
+    variance of a one-step estimate (for the EM metric, :math:`P_j = x_j / (K^T 1)_j`). The
+    noise of band ``b`` at voxel ``j`` is therefore modelled as
+    :math:`s\,g_b\sqrt{P_j}` with ``g_b`` the band's white-noise gain and ``s`` a scalar
+    estimated as MAD(finest band / (g_0 √P)) / 0.6745 — the paper's MAD rule, made
+    heteroscedastic. Coefficients are soft-thresholded at :math:`k\,s\,g_b\sqrt{\alpha P_j}`
+    and the cube is rebuilt from the thresholded coefficients.
     """
 
     def __init__(self, transform, k: float | str = "auto", k_range=(0.5, 3.0),
@@ -85,85 +90,70 @@ class StarletL1:
         self.positive = positive
         self.adapt_iter = int(adapt_iter)
         self.per_slice = per_slice
-        self.frozen = adapt_iter <= 0
-        self.sigma = None        # noise per band, shape (n_bands, [slices])
-        self.kmap = None         # per-voxel k (or scalar)
-        self.step_ref = None
+        self.frozen = False
+        self.scale = None
+        self.kmap = None
         self._last = (None, 0.0)
+        self._iter = 0
 
-    # -- thresholds --------------------------------------------------------------
-    def _estimate(self, coeffs) -> None:
-        gains = self.T.noise_gains
-        fin = self.T.finest(coeffs)
+    def _shape_scale(self, s):
         if self.per_slice:
-            s = np.array([_mad_sigma(fin[i]) for i in range(fin.shape[0])])
-            s = s / gains[self.T.finest_index]
-            self.sigma = gains[:, None] * s[None, :]
-        else:
-            s = _mad_sigma(fin) / gains[self.T.finest_index]
-            self.sigma = gains * s
-        if self.k == "auto":
-            from .wavelets import brightness_k
+            return np.asarray(s).reshape((-1,) + (1,) * (self.T.ndim_data - 1))
+        return float(s)
 
-            self.kmap = np.asarray(brightness_k(self.T.coarse(coeffs), *self.k_range),
-                                   dtype=fin.dtype)
+    def _estimate(self, v, sqrtP) -> None:
+        from .wavelets import brightness_k, mad_sigma
+
+        c = self.T.forward(v)
+        g = self.T.noise_gains
+        fin = self.T.finest(c) / (g[0] * sqrtP)
+        if self.per_slice:
+            self.scale = np.array([float(mad_sigma(fin[i])) for i in range(fin.shape[0])])
+        else:
+            self.scale = float(mad_sigma(fin))
+        if self.k == "auto":
+            self.kmap = np.asarray(brightness_k(self.T.coarse(c), *self.k_range), v.dtype)
         else:
             self.kmap = float(self.k)
 
-    def _thresh(self, b: int, scale: float):
-        s = self.sigma[b]
-        if self.per_slice:
-            s = s.reshape((-1,) + (1,) * (self.T.ndim_data - 1))
-        return (scale * s) * self.kmap
-
-    def adapt(self, v, step: float, iteration: int) -> None:
-        if self.frozen:
-            return
-        self._estimate(self.T.forward(v))
-        self.step_ref = step
-        if iteration + 1 >= self.adapt_iter:
-            self.frozen = True
-
-    # -- interface ---------------------------------------------------------------
-    def prox(self, v, step: float):
-        c = self.T.forward(v)
-        if self.sigma is None:
-            self._estimate(c)
-            self.step_ref = step
-        scale = step / self.step_ref
-        val = 0.0
-        for b in self.T.detail_bands:
-            th = self._thresh(b, scale)
-            cb = soft_threshold(self.T.band(c, b), th)
-            self.T.set_band(c, b, cb)
-            val += total(np.abs(cb) * th) / step
-        x = self.T.inverse(c)
+    def prox(self, v, step: float, P=None):
+        sqrtP = np.sqrt(step * P) if P is not None else np.sqrt(step)
+        if not self.frozen:
+            self._estimate(v, sqrtP)
+        base = self._shape_scale(self.scale) * self.kmap * sqrtP
+        g = self.T.noise_gains
+        base = np.asarray(base, dtype=v.dtype)
+        if base.shape != tuple(v.shape):
+            base = np.broadcast_to(base, v.shape)
+        th = {b: (float(g[b]), base) for b in self.T.detail_bands}
+        x, l1 = self.T.threshold(v, th)
         if self.positive:
             x = np.maximum(x, 0)
-        self._last = (x, val)
+        # φ in objective units: the prox of α P φ thresholds at α P λ, so λ ≈ th / (α P̄)
+        # (a surrogate with the mean metric: the fused pass returns Σ t |soft(c)| only)
+        pbar = float(np.mean(P)) if P is not None else 1.0
+        self._last = (x, l1 / (step * pbar))
         return x
+
+    def end_iteration(self, iteration: int) -> None:
+        if not self.frozen and iteration >= self.adapt_iter:
+            self.frozen = True
 
     def value(self, x) -> float:
         last, val = self._last
-        if x is last:
-            return val
-        c = self.T.forward(x)
-        scale = 1.0 / self.step_ref if self.step_ref else 0.0
-        return sum(total(np.abs(self.T.band(c, b)) * self._thresh(b, scale))
-                   for b in self.T.detail_bands) if self.sigma is not None else 0.0
+        return val if x is last else 0.0
 
     def state(self) -> dict:
         out = {"frozen": np.array(int(self.frozen))}
-        if self.sigma is not None:
-            out["sigma"] = np.asarray(self.sigma)
+        if self.scale is not None:
+            out["scale"] = np.asarray(self.scale)
             out["kmap"] = np.asarray(self.kmap)
-            out["step_ref"] = np.array(self.step_ref)
         return out
 
     def set_state(self, s: dict) -> None:
         self.frozen = bool(int(np.asarray(s["frozen"])))
-        if "sigma" in s:
-            self.sigma = np.asarray(s["sigma"])
+        if "scale" in s:
+            sc = np.asarray(s["scale"])
+            self.scale = float(sc) if sc.ndim == 0 else sc
             km = np.asarray(s["kmap"])
             self.kmap = float(km) if km.ndim == 0 else km
-            self.step_ref = float(np.asarray(s["step_ref"]))

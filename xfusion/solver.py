@@ -81,6 +81,7 @@ class SolverState:
     calm: int = 0
     converged: bool = False
     reg_state: dict = field(default_factory=dict)
+    metric: object = None
 
 
 class ProgressBar:
@@ -143,6 +144,8 @@ def save_state(path: str, state: SolverState, meta: dict | None = None) -> None:
 
     dims = [f"d{i}" for i in range(np.ndim(state.x))]
     ds = xr.Dataset({"x": (dims, state.x), "x_prev": (dims, state.x_prev)})
+    if state.metric is not None:
+        ds["metric"] = (dims, state.metric)
     for k, v in state.reg_state.items():
         arr = np.asarray(v)
         ds[f"reg_{k}"] = ([f"reg_{k}_{i}" for i in range(arr.ndim)], arr)
@@ -202,7 +205,8 @@ def load_state(path: str, chunks=None) -> tuple[SolverState, dict]:
     st = SolverState(x=x, x_prev=xp, t=float(a["t"]), step=float(a["step"]),
                      iteration=int(a["iteration"]), history=json.loads(a["history"]),
                      steps=json.loads(a["steps"]), calm=int(a["calm"]),
-                     converged=bool(a["converged"]), reg_state=reg)
+                     converged=bool(a["converged"]), reg_state=reg,
+                     metric=ds["metric"].data if "metric" in ds else None)
     return st, json.loads(a.get("meta", "{}"))
 
 
@@ -235,7 +239,7 @@ class FISTA:
     def __init__(self, param, X, Y, regularizer, tol: float = 1e-6, patience: int = 5,
                  max_iter: int = 2000, callbacks: list[Callable] | None = None,
                  checkpointer: Checkpointer | None = None, eps: float = 1e-6,
-                 dtype=np.float32, momentum: bool = True):
+                 dtype=np.float32, momentum: bool = True, metric: str | None = "jacobi"):
         self.param = param
         self.lossX = PoissonLoss(X, eps, dtype)
         self.lossY = PoissonLoss(Y, eps, dtype)
@@ -248,6 +252,9 @@ class FISTA:
         self.checkpointer = checkpointer
         self.dtype = np.dtype(dtype)
         self.momentum = bool(momentum)
+        if metric not in (None, "jacobi", "em"):
+            raise ValueError(f"metric must be 'jacobi', 'em' or None, got {metric!r}")
+        self.metric = metric
 
     # -- pieces ------------------------------------------------------------------
     def f(self, mu, x) -> float:
@@ -257,11 +264,19 @@ class FISTA:
         return v
 
     def grad(self, mu, x):
-        g = self.param.adjoint(self.lossX.grad(mu[0]).astype(self.dtype, copy=False),
-                               self.lossY.grad(mu[1]).astype(self.dtype, copy=False))
+        return self.value_and_grad(mu, x)[1]
+
+    def value_and_grad(self, mu, x):
+        """f and its gradient at ``x`` whose expected counts are ``mu``."""
+        fx, gx = self.lossX.value_and_grad(mu[0])
+        fy, gy = self.lossY.value_and_grad(mu[1])
+        g = self.param.adjoint(gx.astype(self.dtype, copy=False),
+                               gy.astype(self.dtype, copy=False))
+        v = fx + fy
         if self.smooth is not None:
+            v += self.smooth.value(x)
             g = g + self.smooth.grad(x)
-        return g
+        return v, g
 
     def objective(self, x, mu=None) -> float:
         mu = self.param.forward(x) if mu is None else mu
@@ -279,6 +294,37 @@ class FISTA:
         curv = _vdot(g2 - g, d) / max(_vdot(d, d), 1e-300)
         return 1.0 / curv if curv > 0 and np.isfinite(curv) else 1e-3 * xn / gn
 
+    def diagonal_metric(self, mu, x):
+        r"""Diagonal scaling :math:`P` of the gradient step at ``x`` (recomputed every step).
+
+        ``"jacobi"``: :math:`P = 1/H` with :math:`H_j = \sum_i K_{ij}^2 h_i` and
+        :math:`h_i = \max(1/\mu_i, D_i/\mu_i^2)` (expected and observed Poisson curvature, μ
+        floored), plus the smooth penalty's diagonal.
+        ``"em"``: :math:`P = x/(K^{\mathsf T}\mathbf 1)`, the metric in which a unit gradient
+        step is the EM (Richardson–Lucy) update; it vanishes as a voxel approaches 0, so steps
+        never drive an expected count to 0 where there are counts.
+        """
+        if self.metric == "em":
+            if not hasattr(self, "_colsum"):
+                ones = (np.ones(self.param.model.shape_X, self.dtype),
+                        np.ones(self.param.model.shape_Y, self.dtype))
+                cs = self.param.adjoint(*ones)
+                self._colsum = np.maximum(cs, 1e-30 * float(cs.max())).astype(self.dtype)
+            xm = float(np.abs(x).mean(dtype=np.float64))
+            return (np.maximum(x, 1e-6 * xm) / self._colsum).astype(self.dtype)
+
+        def curv(m, loss):
+            floor = 0.01 * max(float(loss.D.mean()), 1e-12)
+            mm = np.maximum(m, floor)
+            return np.maximum(1.0 / mm, loss.D / (mm * mm)).astype(self.dtype)
+
+        H = self.param.curvature(curv(mu[0], self.lossX), curv(mu[1], self.lossY))
+        if self.smooth is not None and hasattr(self.smooth, "diag"):
+            H = H + self.smooth.diag()
+        Hm = float(H.mean(dtype=np.float64))
+        P = 1.0 / np.maximum(H, 1e-4 * Hm)
+        return P.astype(self.dtype)
+
     # -- run ---------------------------------------------------------------------
     def run(self, x0=None, state: SolverState | None = None) -> SolverState:
         """Iterate from ``x0`` (or continue ``state``) until converged or ``max_iter``."""
@@ -295,34 +341,38 @@ class FISTA:
         mu_x = self.param.forward(x)
         mu_xp = self.param.forward(x_prev) if state is not None else mu_x
         if state is None:
-            g0 = self.grad(mu_x, x)
-            st.step = self.initial_step(x, mu_x, g0)
+            if self.metric:
+                st.metric = self.diagonal_metric(mu_x, x)
+                st.step = 1.0
+            else:
+                g0 = self.grad(mu_x, x)
+                st.step = self.initial_step(x, mu_x, g0)
             st.history.append(self.objective(x, mu_x))
+        P = st.metric
         # momentum from the stored (t, x_prev): y = x + beta (x - x_prev)
-        beta = self._beta_from(st)
+        beta = self._cap(self._beta_from(st), x, x_prev)
         y = x + beta * (x - x_prev) if beta else x
         mu_y = tuple(a + beta * (a - b) for a, b in zip(mu_x, mu_xp)) if beta else mu_x
         if not np.isfinite(st.history[-1]):
             raise SolverError(f"the objective at the starting point is {st.history[-1]} "
                               f"(non-finite): the initial cube or the data contain NaN/Inf")
         while st.iteration < self.max_iter and not st.converged:
-            f_y = self.f(mu_y, y)
+            f_y, g = self.value_and_grad(mu_y, y)
+            if self.metric:
+                st.metric = P = self.diagonal_metric(mu_y, y)
             if not np.isfinite(f_y):
                 raise SolverError(f"objective became non-finite ({f_y}) at iteration "
                                   f"{st.iteration}; stopping")
-            g = self.grad(mu_y, y)
             tries = 0
             while True:
                 tries += 1
-                v = y - st.step * g
-                if hasattr(self.reg, "adapt"):
-                    self.reg.adapt(v, st.step, st.iteration)
-                x_new = self.reg.prox(v, st.step)
+                v = y - st.step * (g if P is None else P * g)
+                x_new = self.reg.prox(v, st.step, P)
                 x_new, = _persist(x_new)
                 mu_new = self.param.forward(x_new)
                 f_new = self.f(mu_new, x_new)
                 d = x_new - y
-                dd = _vdot(d, d)
+                dd = _vdot(d, d) if P is None else _vdot(d, d / P)
                 bound = f_y + _vdot(g, d) + dd / (2 * st.step)
                 if not np.isfinite(f_new) and np.isfinite(f_y) and tries < 60:
                     st.step *= 0.5
@@ -350,6 +400,8 @@ class FISTA:
                 st.converged = True
             if tries == 1:
                 st.step *= 1.05
+            if self.metric == "em":
+                st.step = min(st.step, 1.0)  # the EM step keeps every voxel positive
             # momentum
             if restart or not self.momentum:
                 st.t = 1.0
@@ -361,6 +413,7 @@ class FISTA:
             st.x_prev, st.x = x, x_new
             mu_xp, mu_x = mu_x, mu_new
             x_prev, x = x, x_new
+            beta = self._cap(beta, x, x_prev)
             if beta:
                 y = x + beta * (x - x_prev)
                 mu_y = tuple(a + beta * (a - b) for a, b in zip(mu_x, mu_xp))
@@ -368,6 +421,8 @@ class FISTA:
                 mu_y = tuple(mu_y)
             else:
                 y, mu_y = x, mu_x
+            if hasattr(self.reg, "end_iteration"):
+                self.reg.end_iteration(st.iteration)
             if hasattr(self.reg, "state"):
                 st.reg_state = self.reg.state()
             for cb in self.callbacks:
@@ -377,6 +432,15 @@ class FISTA:
         if self.checkpointer is not None:
             self.checkpointer(st, force=True)
         return st
+
+    def _cap(self, beta: float, x, x_prev) -> float:
+        """With the EM metric, keep ``y = x + β (x - x_prev)`` non-negative."""
+        if not beta or self.metric != "em":
+            return beta
+        drop = x_prev - x
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lim = float(np.min(np.where(drop > 0, x / drop, np.inf)))
+        return min(beta, 0.99 * lim) if np.isfinite(lim) else beta
 
     @staticmethod
     def _beta_from(st: SolverState) -> float:

@@ -32,6 +32,11 @@ class LinearOperator:
     def __call__(self, z):
         return self.forward(z)
 
+    def squared(self) -> LinearOperator:
+        """The operator with every matrix entry squared, ``K ∘ K`` (for diagonal curvature:
+        ``diag(Kᵀ H K) = (K∘K)ᵀ diag(H)``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no squared form")
+
     def __matmul__(self, other: LinearOperator) -> Chain:
         return Chain([other, self])
 
@@ -68,6 +73,9 @@ class Chain(LinearOperator):
                 raise ValueError(f"cannot chain {a!r} into {b!r}: shapes do not match")
         self.ops = flat
         self.shape_in, self.shape_out = flat[0].shape_in, flat[-1].shape_out
+
+    def squared(self) -> Chain:
+        return Chain([op.squared() for op in self.ops])
 
     def forward(self, z):
         for op in self.ops:

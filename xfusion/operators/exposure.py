@@ -51,6 +51,13 @@ class Exposure(LinearOperator):
             self._cache[dtype] = self.weights.astype(dtype)
         return self._cache[dtype]
 
+    def squared(self) -> Exposure:
+        sq = Exposure.__new__(Exposure)
+        sq.weights = self.weights**2
+        sq.shape_in = sq.shape_out = self.shape_in
+        sq._cache = {}
+        return sq
+
     def forward(self, z):
         return z * self.w(float_dtype(z))
 

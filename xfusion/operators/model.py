@@ -39,6 +39,9 @@ class SpatialMatrix(LinearOperator):
         A = cols.reshape(M * N, -1).T
         return cls(A, op.shape_in, op.shape_out)
 
+    def squared(self) -> SpatialMatrix:
+        return SpatialMatrix(self.A**2, self.shape_in, self.shape_out)
+
     def _mats(self, dtype):
         dtype = np.dtype(dtype)
         if dtype not in self._cache:
@@ -156,6 +159,12 @@ class ForwardModel:
     def adjoint_Y(self, r):
         """:math:`\\mu_Y^*(r) = t_Y A_Y \\odot B_Y^* R_{MN}^* r`."""
         return self.op_Y.adjoint(r)
+
+    def curvature(self, hX, hY):
+        r"""Diagonal of :math:`\mu_X^* \mathrm{diag}(h_X) \mu_X + \mu_Y^* \mathrm{diag}(h_Y) \mu_Y`."""
+        if not hasattr(self, "_sq"):
+            self._sq = (self.op_X.squared(), self.op_Y.squared())
+        return self._sq[0].adjoint(hX) + self._sq[1].adjoint(hY)
 
     def forward(self, Z):
         """Return ``(mu_X, mu_Y)``."""

@@ -59,6 +59,7 @@ class PSFConvolution(LinearOperator):
             raise ValueError(f"PSF sizes must be odd, got {psf.shape[-2:]}")
         if psf.ndim == 3 and psf.shape[0] != shape[0]:
             raise ValueError(f"PSF has {psf.shape[0]} energies, Z has {shape[0]}")
+        self.psf = psf
         self.kernels, self.runs = band_runs(psf)
         self.energy_dependent = psf.ndim == 3 and len(self.runs) > 1
         self.half = (psf.shape[-2] // 2, psf.shape[-1] // 2)
@@ -116,6 +117,9 @@ class PSFConvolution(LinearOperator):
             )
         return da.map_overlap(block, z, depth={0: 0, 1: hy, 2: hx}, boundary=0,
                               dtype=dt, meta=np.empty((0, 0, 0), dt))
+
+    def squared(self) -> PSFConvolution:
+        return PSFConvolution(self.psf**2, self.shape_in)
 
     def forward(self, z):
         return self._dispatch(z, flip=False)

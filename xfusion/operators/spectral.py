@@ -50,6 +50,9 @@ class SpectralResponse(LinearOperator):
             self._cache[dtype] = (self.R.astype(dtype), np.ascontiguousarray(self.R.T, dtype))
         return self._cache[dtype]
 
+    def squared(self) -> SpectralResponse:
+        return SpectralResponse(self.R**2, self.shape_in[1:])
+
     def forward(self, z):
         return apply_energy_matrix(self.matrix(float_dtype(z))[0], z)
 

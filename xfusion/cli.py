@@ -1,0 +1,474 @@
+"""The ``xfusion`` command line.
+
+::
+
+    xfusion demo [--scenario gaussian_1kev_rebin] [--scale 0.5] [--regularizer lrs] [--out DIR]
+    xfusion simulate NAME --out problem.zarr [--scale S] [--seed N]
+    xfusion fuse problem.zarr --out fused.zarr [--regularizer R] [--max-iter N]
+                 [--checkpoint PATH] [--resume PATH]
+    xfusion metrics fused.zarr problem.zarr [--json metrics.json]
+
+Errors a user can cause (a missing file, an unknown scenario, a problem that does not validate)
+print one line to stderr and exit with status 2; set ``XFUSION_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+
+__all__ = ["main", "demo", "metrics_table"]
+
+DEFAULT_SCENARIO = "gaussian_1kev_rebin"
+DEFAULT_SCALE = 0.5
+DEFAULT_REGULARIZER = "lrs"
+REGULARIZERS = ("w2d1d", "lrs", "lrw2d", "lr", "none")
+METRICS = ("NMSE", "aSAM", "acSSIM", "ERGAS")
+PLOTS = {
+    "amplitude": "amplitude_maps.png",
+    "spectra": "spectra.png",
+    "objective": "objective.png",
+    "sam": "sam_map.png",
+}
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+# ----------------------------------------------------------------------------- helpers
+def _say(args, *msg) -> None:
+    if not getattr(args, "quiet", False):
+        print(*msg, flush=True)
+
+
+def _is_zarr_store(path: str) -> bool:
+    return os.path.isdir(path) and any(
+        os.path.exists(os.path.join(path, f)) for f in ("zarr.json", ".zgroup", ".zmetadata")
+    )
+
+
+def _check_writable(path: str) -> None:
+    """Refuse to replace anything at ``path`` that is not a Zarr store (never delete a user's
+    directory or file by mistake)."""
+    if os.path.exists(path) and not _is_zarr_store(path):
+        raise CLIError(f"{path} exists and is not a Zarr store; refusing to overwrite it")
+
+
+def _write_zarr(ds, path: str) -> str:
+    # xf.save_problem is the package's atomic Zarr writer (temporary store, then rename,
+    # JSON-safe attrs); it does not validate, so it serves fused cubes as well.
+    from .problem import save_problem
+
+    _check_writable(path)
+    return save_problem(ds, path, overwrite=True)
+
+
+def _open_problem(path: str):
+    from .problem import open_problem, validate
+
+    if not os.path.exists(path):
+        raise CLIError(f"no such problem store: {path}")
+    try:
+        ds = open_problem(path, validate_problem=False)
+    except Exception as e:  # noqa: BLE001 - any failure to read is the user's file
+        raise CLIError(f"cannot read a fusion problem from {path}: {_one_line(e)}") from e
+    validate(ds)  # ProblemError, reported as such
+    return ds
+
+
+def _open_fused(path: str):
+    import xarray as xr
+
+    if not os.path.exists(path):
+        raise CLIError(f"no such fused-cube store: {path}")
+    try:
+        ds = xr.open_zarr(path, consolidated=None).load()
+    except Exception as e:  # noqa: BLE001
+        raise CLIError(f"cannot read a fused cube from {path}: {_one_line(e)}") from e
+    if "Z" not in ds:
+        raise CLIError(f"{path} holds no variable 'Z' (variables: {sorted(ds.data_vars)}); "
+                       "is it the output of 'xfusion fuse'?")
+    return ds["Z"]
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e) or type(e).__name__
+    if isinstance(e, KeyError) and msg.startswith(("'", '"')) and msg.endswith(("'", '"')):
+        msg = msg[1:-1]
+    return " ".join(msg.split())
+
+
+def ergas_ratio(ds) -> float:
+    """ERGAS pixel-size ratio d = 1/sqrt(vM·vN), as :func:`xfusion.baselines.baseline_report`."""
+    from .problem import rebin_factors
+
+    f = rebin_factors(ds)
+    return 1.0 / math.sqrt(f.vM * f.vN)
+
+
+def _fit_rank(ds, regularizer: str, rank: int, args) -> int:
+    """The low-rank subspace cannot exceed Y's number of pixels or channels (tiny problems)."""
+    if regularizer not in ("lrs", "lrw2d", "lr"):
+        return rank
+    most = min(ds.sizes["energy"], ds.sizes["y_coarse"] * ds.sizes["x_coarse"])
+    if rank > most:
+        _say(args, f"note: rank {rank} > {most} (Y's pixels/channels); using rank {most}")
+        return most
+    return rank
+
+
+def _fuse(ds, args):
+    from .fusion import fuse
+
+    kw = {"rank": _fit_rank(ds, args.regularizer, args.rank, args), "progress": not args.quiet}
+    if args.max_iter is not None:
+        kw["max_iter"] = args.max_iter
+    if getattr(args, "tol", None) is not None:
+        kw["tol"] = args.tol
+    if getattr(args, "checkpoint", None):
+        kw["checkpoint"] = args.checkpoint
+    if getattr(args, "resume", None):
+        if not os.path.exists(args.resume):
+            raise CLIError(f"no checkpoint to resume from at {args.resume}")
+        kw["resume"] = args.resume
+    return fuse(ds, args.regularizer, **kw)
+
+
+def _clean(v):
+    """NaN/inf -> None so that the JSON is standard."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, Mapping):
+        return {k: _clean(x) for k, x in v.items()}
+    return v
+
+
+def _solver_summary(Z) -> dict:
+    a = Z.attrs
+    return {
+        "regularizer": a.get("regularizer"),
+        "iterations": int(a.get("iterations", 0)),
+        "converged": bool(a.get("converged", 0)),
+        "wall_time_s": float(a.get("wall_time", float("nan"))),
+        "objective": a.get("objective"),
+    }
+
+
+def _solver_line(Z) -> str:
+    s = _solver_summary(Z)
+    conv = "converged" if s["converged"] else "NOT converged (max_iter reached)"
+    return (f"solver: {s['regularizer']}, {s['iterations']} iterations, {conv}, "
+            f"{s['wall_time_s']:.2f} s wall time")
+
+
+def metrics_table(rows: Mapping[str, Mapping[str, float]]) -> str:
+    """A plain-text table of metric rows (``{name: {"NMSE": ..., ...}}``)."""
+    head = f"{'':<18}{'NMSE (dB)':>11}{'aSAM (rad)':>12}{'acSSIM':>10}{'ERGAS':>10}"
+    lines = [head]
+
+    def f(v, w, p):
+        return f"{'n/a':>{w}}" if v is None or not math.isfinite(v) else f"{v:>{w}.{p}f}"
+
+    for name, r in rows.items():
+        lines.append(f"{name:<18}{f(r['NMSE'], 11, 2)}{f(r['aSAM'], 12, 4)}"
+                     f"{f(r['acSSIM'], 10, 4)}{f(r['ERGAS'], 10, 4)}")
+    lines.append("(NMSE: higher is better; aSAM, acSSIM = mean(1 - SSIM), ERGAS: lower is better)")
+    return "\n".join(lines)
+
+
+def _score(Z, ds) -> dict[str, dict[str, float]]:
+    """Fused result and both single-instrument baselines against Z_true."""
+    from .baselines import baseline_report
+    from .metrics import report
+
+    if "Z_true" not in ds:
+        raise CLIError("the problem has no 'Z_true' (only simulated problems carry the truth); "
+                       "metrics need it")
+    ratio = ergas_ratio(ds)
+    Zt = ds["Z_true"].transpose("energy", "y", "x")
+    rows = {"fused": report(Z.transpose("energy", "y", "x"), Zt, ratio=ratio)}
+    rows.update(baseline_report(ds, ratio=ratio))
+    return rows
+
+
+def _metrics_doc(rows, Z, ds, extra: Mapping | None = None) -> dict:
+    doc = {
+        "metrics": rows,
+        "ergas_ratio": ergas_ratio(ds),
+        "solver": _solver_summary(Z),
+        "problem": {k: ds.attrs[k] for k in ("scenario", "seed", "scale") if k in ds.attrs},
+    }
+    doc.update(extra or {})
+    return _clean(doc)
+
+
+def _write_json(doc: Mapping, path: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh, indent=2, allow_nan=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_plots(ds, Z, out: str) -> dict[str, str]:
+    """The demo's PNGs in ``out``: amplitude maps, spectra at a bright and a dim pixel, the
+    objective curve and SAM maps. Returns ``{kind: path}``."""
+    from . import plotting
+    from .baselines import x_only, y_only
+    from .metrics import sam_map
+
+    plotting.require_matplotlib()
+    truth = ds["Z_true"].transpose("energy", "y", "x")
+    Zx, Zy = x_only(ds), y_only(ds)
+    bright, dim = plotting.pick_pixels(truth.sum("energy"))
+    paths = {k: os.path.join(out, v) for k, v in PLOTS.items()}
+    plotting.amplitude_maps({"truth": truth, "fused": Z, "X only": Zx, "Y only": Zy},
+                            paths["amplitude"], marks=(bright, dim))
+    plotting.spectra({"Y only": Zy, "X only": Zx, "truth": truth, "fused": Z}, (bright, dim),
+                     paths["spectra"],
+                     labels=[f"1: bright pixel (y={bright[0]}, x={bright[1]})",
+                             f"2: dim pixel (y={dim[0]}, x={dim[1]})"])
+    hist = list(Z.attrs.get("objective_history", []))
+    first = max(0, int(Z.attrs.get("iterations", len(hist))) - len(hist) + 1)
+    plt = plotting.require_matplotlib()
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    plotting.objective_curve(hist, a0, first=first, label=Z.attrs.get("regularizer"))
+    plotting.objective_curve(hist, a1, first=first, relative=True)
+    fig.suptitle(_solver_line(Z))
+    fig.savefig(paths["objective"], dpi=110)
+    plt.close(fig)
+    plotting.sam_map({"fused": sam_map(Z, truth), "X only": sam_map(Zx, truth),
+                      "Y only": sam_map(Zy, truth)}, paths["sam"])
+    return paths
+
+
+# ----------------------------------------------------------------------------- commands
+def _simulate(args):
+    from .simulate import scenario
+
+    t0 = time.perf_counter()
+    ds = scenario(args.name, seed=args.seed, scale=args.scale)
+    return ds, time.perf_counter() - t0
+
+
+def _sizes(ds) -> str:
+    s = ds.sizes
+    return (f"X {s['energy_coarse']}x{s['y']}x{s['x']}, Y {s['energy']}x{s['y_coarse']}x"
+            f"{s['x_coarse']}, Z {s['energy']}x{s['y']}x{s['x']}")
+
+
+def cmd_simulate(args) -> int:
+    ds, dt = _simulate(args)
+    path = _write_zarr(ds, args.out)
+    _say(args, f"simulated {args.name} (scale {args.scale}, seed {args.seed}): {_sizes(ds)} "
+               f"in {dt:.1f} s; wrote {path}")
+    return 0
+
+
+def cmd_fuse(args) -> int:
+    ds = _open_problem(args.problem)
+    _check_writable(args.out)
+    try:
+        Z = _fuse(ds, args)
+    except KeyboardInterrupt:
+        if args.checkpoint:
+            raise CLIError(f"interrupted; continue with: xfusion fuse {args.problem} --out "
+                           f"{args.out} --regularizer {args.regularizer} --checkpoint "
+                           f"{args.checkpoint} --resume {args.checkpoint}") from None
+        raise
+    _write_zarr(Z.to_dataset(name="Z"), args.out)
+    print(_solver_line(Z))
+    print(f"wrote {args.out}")
+    if "Z_true" in ds:
+        print(metrics_table(_score(Z, ds)))
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    Z = _open_fused(args.fused)
+    ds = _open_problem(args.problem)
+    if Z.sizes != {"energy": ds.sizes["energy"], "y": ds.sizes["y"], "x": ds.sizes["x"]}:
+        raise CLIError(f"{args.fused} has Z of sizes {dict(Z.sizes)}, which is not the grid of "
+                       f"{args.problem} (energy {ds.sizes['energy']}, y {ds.sizes['y']}, "
+                       f"x {ds.sizes['x']})")
+    rows = _score(Z, ds)
+    print(_solver_line(Z))
+    print(metrics_table(rows))
+    if args.json:
+        _write_json(_metrics_doc(rows, Z, ds), args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def demo(args) -> dict:
+    """Simulate, fuse, score and plot; returns the metrics document (also in metrics.json)."""
+    t_all = time.perf_counter()
+    out = args.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"--out {out} exists and is not a directory")
+    os.makedirs(out, exist_ok=True)
+    problem_path = os.path.join(out, "problem.zarr")
+    fused_path = os.path.join(out, "fused.zarr")
+
+    args.name = args.scenario
+    _say(args, f"[1/4] simulating {args.scenario} at scale {args.scale} (seed {args.seed})")
+    ds, dt = _simulate(args)
+    _write_zarr(ds, problem_path)
+    _say(args, f"      {_sizes(ds)}; {int(ds.X.sum())} + {int(ds.Y.sum())} counts; "
+               f"{dt:.1f} s; wrote {problem_path}")
+
+    _say(args, f"[2/4] fusing with regularizer {args.regularizer!r}")
+    Z = _fuse(ds, args)
+    _write_zarr(Z.to_dataset(name="Z"), fused_path)
+    _say(args, f"      wrote {fused_path}")
+
+    _say(args, "[3/4] scoring against the truth (and the single-instrument baselines)")
+    rows = _score(Z, ds)
+
+    files = {"problem": problem_path, "fused": fused_path,
+             "metrics": os.path.join(out, "metrics.json")}
+    if args.no_plots:
+        _say(args, "[4/4] plots skipped (--no-plots)")
+    elif not _have_matplotlib():
+        print("note: matplotlib is not installed, so no PNGs were written; "
+              "pip install 'xfusion[plot]' to get them", file=sys.stderr)
+    else:
+        _say(args, "[4/4] plotting")
+        files.update(write_plots(ds, Z, out))
+
+    doc = _metrics_doc(rows, Z, ds, {
+        "command": "xfusion " + " ".join(args.argv),
+        "files": {k: os.path.basename(v) for k, v in files.items()},
+    })
+    _write_json(doc, files["metrics"])
+
+    print()
+    print(f"{args.scenario} (scale {args.scale}, seed {args.seed}): {_sizes(ds)}")
+    print(_solver_line(Z))
+    print(metrics_table(rows))
+    print(f"(ERGAS pixel-size ratio d = {doc['ergas_ratio']:.4g})")
+    print(f"wrote {', '.join(os.path.basename(p) for p in files.values())} to {out}/ "
+          f"({time.perf_counter() - t_all:.1f} s in all)")
+    return doc
+
+
+# ----------------------------------------------------------------------------- parser
+def _add_fuse_options(p: argparse.ArgumentParser, default_reg: str) -> None:
+    p.add_argument("--regularizer", default=default_reg, choices=REGULARIZERS,
+                   help=f"regularizer (default {default_reg})")
+    p.add_argument("--max-iter", type=int, default=None,
+                   help="iteration cap (default: xf.fuse's)")
+    p.add_argument("--rank", type=int, default=10,
+                   help="subspace rank of lrs/lrw2d/lr (default 10; lowered on tiny problems)")
+    p.add_argument("--tol", type=float, default=None,
+                   help="relative objective change to stop at (default: xf.fuse's)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or step lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="xfusion",
+        description="Hyperspectral fusion of X-ray data (HIFReD): fine pixels of one "
+                    "instrument, fine spectra of another.")
+    parser.add_argument("--version", action="version", version=f"xfusion {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", help="simulate a small scenario, fuse it, print metrics, plot",
+                       description="Simulate a scenario, fuse it, compare with the "
+                                   "single-instrument baselines, write Zarr stores, "
+                                   "metrics.json and PNGs to --out.")
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO,
+                   help=f"scenario name (default {DEFAULT_SCENARIO})")
+    p.add_argument("--scale", type=float, default=DEFAULT_SCALE,
+                   help=f"grid shrink factor (default {DEFAULT_SCALE})")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--out", default="xfusion-demo", help="output directory (default "
+                                                         "./xfusion-demo)")
+    p.add_argument("--no-plots", action="store_true", help="do not write PNGs")
+    _add_fuse_options(p, DEFAULT_REGULARIZER)
+    p.set_defaults(func=demo)
+
+    p = sub.add_parser("simulate", help="write a simulated scenario to a Zarr store")
+    p.add_argument("name", help="scenario name (see xfusion.simulate.SCENARIOS)")
+    p.add_argument("--out", required=True, help="Zarr store to write (e.g. problem.zarr)")
+    p.add_argument("--scale", type=float, default=1.0, help="grid shrink factor (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("fuse", help="fuse a problem store into a fused-cube store")
+    p.add_argument("problem", help="problem Zarr store (xfusion simulate, xf.save_problem)")
+    p.add_argument("--out", required=True, help="Zarr store for Z (e.g. fused.zarr)")
+    p.add_argument("--checkpoint", default=None, help="write solver checkpoints to this store")
+    p.add_argument("--resume", default=None, help="continue from this checkpoint")
+    _add_fuse_options(p, "w2d1d")
+    p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("metrics", help="score a fused cube against a simulated problem's truth")
+    p.add_argument("fused", help="fused Zarr store (xfusion fuse)")
+    p.add_argument("problem", help="problem Zarr store with Z_true")
+    p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    p.set_defaults(func=cmd_metrics)
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from .problem import ProblemError
+    from .simulate import UnknownScenarioError
+
+    errs: list[type[BaseException]] = [CLIError, ProblemError, UnknownScenarioError,
+                                       FileNotFoundError, FileExistsError, NotADirectoryError,
+                                       PermissionError, ValueError]
+    try:
+        from .solver import SolverError
+
+        errs.append(SolverError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    errors = _known_errors()
+    try:
+        with warnings.catch_warnings():
+            # zarr 3 notes on every store it writes that consolidated metadata is not in its
+            # spec; xarray reads it fine, and the note is noise on a command line.
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            r = args.func(args)
+    except errors as e:
+        if os.environ.get("XFUSION_DEBUG"):
+            raise
+        print(f"xfusion {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"xfusion {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return r if isinstance(r, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

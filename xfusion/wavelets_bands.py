@@ -1,0 +1,71 @@
+"""Starlet transforms seen as a flat list of bands, the view the l1 regularizer needs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .wavelets import Starlet2D, Starlet2D1D
+
+__all__ = ["StarletBands", "starlet_bands"]
+
+
+class StarletBands:
+    """Wrap a starlet transform so its coefficients are ``(n_bands, *shape)``.
+
+    Band ``n_bands - 1`` is the coarse scale (never thresholded); band 0 is the finest detail.
+    """
+
+    def __init__(self, transform, shape):
+        self.T = transform
+        self.shape = tuple(shape)
+        lead = transform.coeff_shape(self.shape)[: -len(self.shape)]
+        self.lead = lead
+        self.n_bands = int(np.prod(lead))
+        self.noise_gains = np.asarray(transform.noise_gains, dtype=np.float64).reshape(-1)
+        self.coarse_band = self.n_bands - 1
+        self.detail_bands = list(range(self.n_bands - 1))
+        self.finest_index = 0
+        self.ndim_data = len(self.shape)
+
+    def forward(self, x):
+        c = self.T.forward(x)
+        return c.reshape((self.n_bands,) + tuple(c.shape[len(self.lead):]))
+
+    def inverse(self, c):
+        return self.T.inverse(c.reshape(self.lead + tuple(c.shape[1:])))
+
+    def adjoint(self, c):
+        return self.T.adjoint(c.reshape(self.lead + tuple(c.shape[1:])))
+
+    def _index(self, b: int):
+        return b if len(self.lead) == 1 else tuple(int(i) for i in np.unravel_index(b, self.lead))
+
+    def threshold(self, z, thresholds: dict):
+        """Soft-threshold bands ``{flat index: threshold}`` and rebuild (one fused pass).
+
+        Returns ``(x, l1)`` with ``l1 = Σ_b Σ_v t_b |soft(c_b)|``.
+        """
+        th = {self._index(b): t for b, t in thresholds.items()}
+        return self.T.threshold(z, th, return_l1=True)
+
+    def band(self, c, b: int):
+        return c[b]
+
+    def set_band(self, c, b: int, v) -> None:
+        c[b] = v
+
+    def finest(self, c):
+        return c[0]
+
+    def coarse(self, c):
+        return c[self.coarse_band]
+
+
+def starlet_bands(kind: str, J2: int, J1: int, shape) -> StarletBands:
+    """``kind="2d1d"``: :class:`~xfusion.wavelets.Starlet2D1D` (J2, J1) on (L, M, N);
+    ``kind="2d"``: :class:`~xfusion.wavelets.Starlet2D` (J2) on every image."""
+    if kind == "2d1d":
+        return StarletBands(Starlet2D1D(J2, J1), shape)
+    if kind == "2d":
+        return StarletBands(Starlet2D(J2), shape)
+    raise ValueError(f"unknown starlet kind {kind!r}")
