@@ -156,3 +156,19 @@ def test_plotting_functions_take_axes(tmp_path):
     assert p.exists()
     with pytest.raises(ValueError, match="dims"):
         plotting.amplitude_maps({"a": cube[0]}, str(tmp_path / "x.png"))
+
+
+def test_interrupt_exits_130_with_resume_hint(tmp_path, capsys, monkeypatch):
+    import xfusion.fusion
+
+    prob, ck = tmp_path / "p.zarr", tmp_path / "ck.zarr"
+    assert main(["simulate", "gaussian_1kev_rebin", "--scale", "0.1", "--out", str(prob)]) == 0
+    ck.mkdir()  # as if a checkpoint had been written before the interruption
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(xfusion.fusion, "fuse", interrupted)
+    assert main(["fuse", str(prob), "--out", str(tmp_path / "f.zarr"),
+                 "--checkpoint", str(ck)]) == 130
+    _one_line_error(capsys, "interrupted", f"--resume {ck}")

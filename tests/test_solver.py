@@ -181,7 +181,7 @@ def test_resume_gives_the_uninterrupted_result(tmp_path):
     assert done.attrs["iterations"] == 40
     np.testing.assert_allclose(done.values, ref.values, rtol=1e-10, atol=1e-14)
     assert done.attrs["objective_history"] == pytest.approx(ref.attrs["objective_history"],
-                                                           rel=1e-12)
+                                                           rel=1e-10)
 
 
 def test_incomplete_checkpoint_is_refused(tmp_path):

@@ -285,14 +285,7 @@ def cmd_simulate(args) -> int:
 def cmd_fuse(args) -> int:
     ds = _open_problem(args.problem)
     _check_writable(args.out)
-    try:
-        Z = _fuse(ds, args)
-    except KeyboardInterrupt:
-        if args.checkpoint:
-            raise CLIError(f"interrupted; continue with: xfusion fuse {args.problem} --out "
-                           f"{args.out} --regularizer {args.regularizer} --checkpoint "
-                           f"{args.checkpoint} --resume {args.checkpoint}") from None
-        raise
+    Z = _fuse(ds, args)
     _write_zarr(Z.to_dataset(name="Z"), args.out)
     print(_solver_line(Z))
     print(f"wrote {args.out}")
@@ -354,7 +347,7 @@ def demo(args) -> dict:
         files.update(write_plots(ds, Z, out))
 
     doc = _metrics_doc(rows, Z, ds, {
-        "command": "xfusion " + " ".join(args.argv),
+        "command": "xfusion " + " ".join(getattr(args, "argv", ["demo"])),
         "files": {k: os.path.basename(v) for k, v in files.items()},
     })
     _write_json(doc, files["metrics"])
@@ -465,7 +458,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xfusion {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"xfusion {args.command}: interrupted", file=sys.stderr)
+        hint = ""
+        if getattr(args, "checkpoint", None) and os.path.exists(args.checkpoint):
+            hint = f"; continue with the same command plus --resume {args.checkpoint}"
+        print(f"xfusion {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     return r if isinstance(r, int) else 0
 

@@ -79,7 +79,7 @@ def pca_subspace(Y, weights, rank: int) -> np.ndarray:
     return V
 
 
-def nmf_subspace(Y, weights, rank: int, n_iter: int = 300, seed: int = 0) -> np.ndarray:
+def nmf_subspace(Y, weights, rank: int, n_iter: int = 100, seed: int = 0) -> np.ndarray:
     r"""Non-negative spectral subspace (L × r) of Y by Poisson (KL) NMF, columns summing to 1.
 
     Parameters
@@ -115,13 +115,11 @@ def nmf_subspace(Y, weights, rank: int, n_iter: int = 300, seed: int = 0) -> np.
     H = (D.sum(0, keepdims=True) / max(A.sum(), 1e-300)) * (0.5 + rng.random((rank, D.shape[1])))
     tiny = 1e-12
     for _ in range(int(n_iter)):
+        # (R.T @ A).T instead of A.T @ R: the transposed-left product is slow in some BLAS
         R = D / np.maximum(A @ H, tiny)
-        H *= (A.T @ R) / np.maximum(A.sum(0)[:, None], tiny)
+        H *= (R.T @ A).T / np.maximum(A.sum(0)[:, None], tiny)
         R = D / np.maximum(A @ H, tiny)
-        A *= (R @ H.T) / np.maximum(H.sum(1)[None, :], tiny)
-        # keep the area shape: A = diag(w) V
-        V = np.divide(A, w[:, None], out=np.zeros_like(A), where=w[:, None] > 0)
-        A = w[:, None] * V
+        A *= (R @ np.ascontiguousarray(H.T)) / np.maximum(H.sum(1)[None, :], tiny)
     V = np.divide(A, w[:, None], out=np.zeros_like(A), where=w[:, None] > 0)
     norm = np.maximum(V.sum(0), 1e-300)
     order = np.argsort(-(H.sum(1) * norm))
@@ -165,9 +163,15 @@ class LowRank:
     def forward(self, W):
         if self.factorised:
             return (apply_energy_matrix(self.KX, W),
-                    apply_energy_matrix(self.KY, self.model.blur_Y.forward(W)))
+                    apply_energy_matrix(self.KY, self.model.blur_Y.forward(W), self._ech))
         Z = self.to_cube(W)
         return self.model.mu_X(Z), self.model.mu_Y(Z)
+
+    @property
+    def _ech(self):
+        """Energy chunks of Z on the dask path (W is (r, M, N), r small, one chunk)."""
+        ch = getattr(self.model, "chunks", None)
+        return None if ch is None else ch[0]
 
     def adjoint(self, gX, gY):
         if self.factorised:
@@ -203,7 +207,7 @@ class LowRank:
         return apply_energy_matrix(np.abs(self.Vt), g)
 
     def to_cube(self, W):
-        return apply_energy_matrix(self.V, W)
+        return apply_energy_matrix(self.V, W, self._ech)
 
     def from_cube(self, Z):
         """Least-squares coefficients of Z in the subspace (``V⁺ Z``)."""
