@@ -35,7 +35,8 @@ def ratio(ds) -> float:
     return ds.sizes["x"] and ds.sizes["x_coarse"] / ds.sizes["x"]
 
 
-def run(name: str, regs: list[str], scale: float, converge: int, seed: int) -> list[dict]:
+def run(name: str, regs: list[str], scale: float, converge: int, seed: int,
+        max_iter: int | None = None) -> list[dict]:
     t = time.perf_counter()
     ds = xf.simulate.scenario(name, seed=seed, scale=scale)
     t_sim = time.perf_counter() - t
@@ -52,6 +53,8 @@ def run(name: str, regs: list[str], scale: float, converge: int, seed: int) -> l
         kw = SETTINGS.get(name, {}) if reg in ("w2d1d", "lrw2d") else {}
         if reg == "lrw2d":
             kw = {k: v for k, v in kw.items() if k != "J1"}
+        if max_iter and reg in ("w2d1d", "lrw2d"):
+            kw = {**kw, "max_iter": max_iter}
         t0 = time.perf_counter()
         Z = xf.fuse(ds, reg, progress=False, **kw)
         wall = time.perf_counter() - t0
@@ -84,6 +87,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--converge", type=int, default=0,
                    help="also run N× more iterations (tol 1e-14) and report that NMSE")
+    p.add_argument("--max-iter", type=int, default=None,
+                   help="cap on iterations for the wavelet regularizers (w2d1d, lrw2d)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     warnings.filterwarnings("ignore")
@@ -91,7 +96,7 @@ def main() -> None:
           f"numpy {np.__version__}, xfusion {xf.__version__}")
     rows = []
     for name in a.scenarios:
-        rows += run(name, a.regularizers, a.scale, a.converge, a.seed)
+        rows += run(name, a.regularizers, a.scale, a.converge, a.seed, a.max_iter)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

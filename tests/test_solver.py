@@ -4,7 +4,7 @@ import pytest
 import xfusion as xf
 from xfusion.functionals import PoissonLoss, Sobolev, soft_threshold
 from xfusion.parametrization import FullCube, LowRank, nmf_subspace
-from xfusion.regularizers import NoRegularizer, SmoothOnly
+from xfusion.regularizers import NoRegularizer
 from xfusion.solver import FISTA, SolverError
 
 from .conftest import consistent_problem

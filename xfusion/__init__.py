@@ -33,4 +33,6 @@ def __getattr__(name):
 
     if name in ("simulate", "metrics", "baselines", "wavelets", "io", "regularizers", "solver"):
         return importlib.import_module(f".{name}", __name__)
+    if name == "cluster":  # xf.cluster(kind, ...): dask / dask-jobqueue clusters (scale.py)
+        return importlib.import_module(".scale", __name__).cluster
     raise AttributeError(f"module 'xfusion' has no attribute {name!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -52,6 +53,8 @@ def initial_guess(ds: xr.Dataset, dtype=np.float64) -> np.ndarray:
     tY, tX = float(ds.Y.attrs["exposure"]), float(ds.X.attrs["exposure"])
     aY = np.asarray(ds.arf_Y.values, np.float64)
     aY = aY if aY.ndim == 1 else aY.mean(axis=(1, 2))
+    if is_dask(ds.Y.data):
+        return _initial_guess_dask(ds, f, tY, aY, dtype)
     Y = np.asarray(ds.Y.values, np.float64)
     fluxY = np.divide(Y, tY * aY[:, None, None], out=np.zeros_like(Y), where=aY[:, None, None] > 0)
     img = np.asarray(ds.X.values, np.float64).sum(axis=0)
@@ -61,6 +64,32 @@ def initial_guess(ds: xr.Dataset, dtype=np.float64) -> np.ndarray:
     Z = fluxY[:, :, None, :, None] * share[None]
     Z = Z.reshape(L, M, N)
     floor = 1e-3 * max(Z.mean(), 1e-30)
+    return (Z + floor).astype(dtype)
+
+
+def _initial_guess_dask(ds, f, tY, aY, dtype):
+    """:func:`initial_guess` on chunked data, chunked like Y's energies and X's pixels.
+
+    The same formula written with the rebinning adjoint (``repeat``) instead of a 5-D reshape:
+    Z0(E, p) = fluxY(E, P(p)) · share(p). The broadband image and the share map are (M, N)
+    and computed in memory.
+    """
+    import dask.array as da
+
+    from .operators.rebin import _repeat
+
+    M, N = ds.sizes["y"], ds.sizes["x"]
+    Y = ds.Y.data.astype(np.float64)
+    w = (tY * aY)[:, None, None]
+    fluxY = da.where(w > 0, Y / np.where(w > 0, w, 1.0), 0.0)
+    Xd = ds.X.data
+    img = np.asarray(Xd.sum(axis=0, dtype=np.float64).compute() if is_dask(Xd)
+                     else np.asarray(Xd, np.float64).sum(axis=0))
+    ib = img.reshape(M // f.vM, f.vM, N // f.vN, f.vN)
+    tiny = 1e-3 * max(img.mean(), 1e-30)
+    share = (ib + tiny) / (ib.sum(axis=(1, 3), keepdims=True) + tiny * f.vM * f.vN)
+    Z = _repeat(fluxY, {1: f.vM, 2: f.vN}) * share.reshape(M, N)[None]
+    floor = 1e-3 * max(float(Z.mean()), 1e-30)
     return (Z + floor).astype(dtype)
 
 
@@ -85,7 +114,7 @@ def fuse(
     regularizer: Regularizer = "w2d1d",
     *,
     rank: int = 10,
-    mu_sobolev: float = 0.03,
+    mu_sobolev: float = 3e-4,
     k: float | Literal["auto"] = "auto",
     k_range: tuple[float, float] = (0.5, 3.0),
     J2: int = 2,
@@ -104,6 +133,9 @@ def fuse(
     eps: float = 1e-6,
     metric: Literal["em", "jacobi"] | None = None,
     acceleration: bool = True,
+    output: str | os.PathLike | None = None,
+    chunks: dict | Literal["auto"] | None = None,
+    client=None,
 ) -> xr.DataArray:
     r"""Fuse the two instruments of a problem into one cube Z (HIFReD).
 
@@ -126,7 +158,8 @@ def fuse(
         Subspace dimension of the low-rank regularizers (paper: 10).
     mu_sobolev : float
         Sobolev weight μ_D, in units of the data term's mean curvature (so that it does not
-        depend on exposure or flux units; paper value 0.03).
+        depend on exposure or flux units). Default 3e-4, chosen by measurement
+        (docs/solver.md); the paper's 0.03 was in the units of its own code.
     k : float or "auto"
         Wavelet threshold in noise units; ``"auto"`` varies it with brightness over
         ``k_range`` (paper: 0.5–3).
@@ -135,7 +168,7 @@ def fuse(
         responses as fine as the realistic scenario's).
     tol, patience : float, int
         Stop when the relative change of the objective stays below ``tol`` for ``patience``
-        consecutive iterations (after the thresholds are frozen).
+        consecutive iterations.
     max_iter : int
         Upper bound on iterations (the result then has ``converged = 0``).
     init : DataArray or array (energy, y, x), optional
@@ -161,14 +194,27 @@ def fuse(
     acceleration : bool
         FISTA momentum with adaptive restart (default); ``False`` gives plain (scaled)
         proximal gradient.
+    output : path, optional
+        Write Z to this Zarr store (chunk by chunk, to a temporary store renamed into place)
+        and return the DataArray backed by it (lazy, dask).
+    chunks : dict or "auto", optional
+        Chunks of Z ``{"energy": ..., "y": ..., "x": ...}`` on the dask path. Default: follow
+        the problem's dask chunks (:func:`xfusion.open_problem` with ``chunks=``); numpy
+        problems stay in memory unless they do not fit (then ``"auto"``: whole images, about
+        64 MB per chunk). Spatial chunks are rounded to multiples of the rebinning factors.
+    client : dask.distributed.Client, optional
+        Run on this client. Without one, a chunked problem runs on the active client if any,
+        else on dask's threaded scheduler — except a problem too large for memory, which
+        starts a ``LocalCluster`` sized to the machine for the run (docs/scaling.md).
 
     Returns
     -------
     xarray.DataArray
         Z with dims (energy, y, x) in photons cm⁻² s⁻¹ per voxel and the problem's coordinates.
         ``attrs`` record the regularizer, every hyperparameter, ``iterations``, ``converged``
-        (0/1), ``objective`` (final value), ``wall_time`` (s) and ``objective_history`` (the
-        objective after every iteration, a list of floats).
+        (0/1), ``objective`` (final value), ``wall_time``, ``setup_time`` and
+        ``iteration_time`` (s), and ``objective_history`` (the objective before the first and
+        after every iteration, a list of floats).
     """
     t0 = time.perf_counter()
     validate(ds)
@@ -179,7 +225,63 @@ def fuse(
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     if tol <= 0 or max_iter < 1:
         raise ValueError(f"need tol > 0 and max_iter ≥ 1, got tol={tol}, max_iter={max_iter}")
+    # -- numpy or dask (docs/scaling.md) -------------------------------------------------
+    from . import _dask
+
+    L, M, N = ds.sizes["energy"], ds.sizes["y"], ds.sizes["x"]
+    own_cluster = None
+    if chunks is None and not (is_dask(ds.X.data) or is_dask(ds.Y.data)) \
+            and _dask.needs_cluster((L, M, N), dtype):
+        chunks = "auto"  # does not fit in memory: chunk it, on a cluster
+        if client is None and _dask.active_client() is None:
+            own_cluster = _start_local_cluster()
+            client = own_cluster[1]
+    kw = dict(rank=rank, mu_sobolev=mu_sobolev, k=k, k_range=k_range, J2=J2, J1=J1, tol=tol,
+              patience=patience, max_iter=max_iter, init=init, dtype=dtype, progress=progress,
+              checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+              spatial=spatial, adapt_iter=adapt_iter, eps=eps, metric=metric,
+              acceleration=acceleration, output=output, chunks=chunks)
+    try:
+        with client.as_current() if client is not None else contextlib.nullcontext():
+            return _fuse(ds, regularizer, t0, **kw)
+    finally:
+        if own_cluster is not None:
+            own_cluster[1].close()
+            own_cluster[0].close()
+
+
+def _start_local_cluster():
+    """A ``LocalCluster`` sized to the machine (distributed's defaults: workers and threads
+    from the cores, memory split evenly between workers) and its client."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster()
+    return cluster, Client(cluster)
+
+
+def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, patience,
+          max_iter, init, dtype, progress, checkpoint, checkpoint_every, resume, spatial,
+          adapt_iter, eps, metric, acceleration, output, chunks) -> xr.DataArray:
+    """The body of :func:`fuse`, with validated arguments, under the chosen scheduler."""
+    from . import _dask
+    from .problem import rebin_factors
+
+    f = rebin_factors(ds)
+    psf_half = max(ds.psf_Y.shape[-2:]) // 2
+    zchunks = _dask.plan_chunks(ds, (f.vM, f.vN), psf_half,
+                                {"energy": "auto"} if chunks == "auto" else chunks)
+    if zchunks is not None:
+        # counts chunked like Z: X whole in its few channels, Y's pixels = Z's / factors
+        ds = ds.copy()
+        ds["X"] = ds.X.copy(data=_dask.to_dask(ds.X.data, ((ds.X.shape[0],),) + zchunks[1:]))
+        ds["Y"] = ds.Y.copy(data=_dask.to_dask(ds.Y.data, (zchunks[0],)
+                                               + tuple(tuple(c // v for c in ch) for ch, v in
+                                                       zip(zchunks[1:], (f.vM, f.vN)))))
+        if spatial == "auto" and (len(zchunks[1]) > 1 or len(zchunks[2]) > 1):
+            spatial = "fft"  # a dense spatial matrix needs whole images
     model = ForwardModel.from_dataset(ds, spatial=spatial)
+    if zchunks is not None:
+        model.set_chunks(zchunks)
     L, M, N = model.shape
     Xd, Yd = ds.X.data, ds.Y.data
 
@@ -202,8 +304,12 @@ def fuse(
             raise ProblemError("init: contains NaN or Inf")
     else:
         Z0 = initial_guess(ds)
+    if zchunks is not None:
+        Z0 = _dask.to_dask(Z0, zchunks)
     x0 = param.from_cube(Z0.astype(dtype))
     if low_rank:  # a strictly positive start in the non-negative subspace
+        # (on the dask path W = (r, M, N) stays chunked like Z's pixels, r in one chunk:
+        # the counts it is compared with are chunked, so a numpy W would only move data)
         x0 = np.maximum(x0, 1e-3 * float(np.abs(x0).mean())).astype(dtype)
 
     solver = FISTA(param, Xd, Yd, None, tol=tol, patience=patience, max_iter=max_iter,
@@ -247,13 +353,20 @@ def fuse(
                                f"regularizer={regularizer!r} on a {L}×{M}×{N} cube")
         state.x = np.asarray(state.x, dtype)
         state.x_prev = np.asarray(state.x_prev, dtype)
+        if zchunks is not None:
+            xch = zchunks if not low_rank else ((param.rank,),) + zchunks[1:]
+            state.x, state.x_prev = (_dask.to_dask(a, xch) for a in (state.x, state.x_prev))
+            if state.metric is not None:
+                state.metric = _dask.to_dask(np.asarray(state.metric, dtype), xch)
+    t_setup = time.perf_counter() - t0
     st: SolverState = solver.run(x0=x0, state=state)
+    t_iter = time.perf_counter() - t0 - t_setup
     for cb in solver.callbacks:
         if hasattr(cb, "close"):
             cb.close()
 
     Z = param.to_cube(st.x)
-    if is_dask(Z):
+    if is_dask(Z) and output is None:
         Z = Z.compute()
     coords = {c: ds.coords[c] for c in ds.coords
               if set(ds.coords[c].dims) <= {"energy", "y", "x"}}
@@ -267,9 +380,14 @@ def fuse(
         "converged": int(st.converged),
         "objective": float(st.history[-1]),
         "wall_time": float(time.perf_counter() - t0),
+        "setup_time": float(t_setup),
+        "iteration_time": float(t_iter),
         "objective_history": [float(v) for v in st.history],
         "spatial_method": model.spatial_method,
     }
     if not math.isfinite(attrs["objective"]):
         attrs["objective"] = None
-    return xr.DataArray(Z, dims=("energy", "y", "x"), coords=coords, attrs=attrs, name="Z")
+    out = xr.DataArray(Z, dims=("energy", "y", "x"), coords=coords, attrs=attrs, name="Z")
+    if output is not None:
+        out = _dask.write_zarr(out, output)
+    return out

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .functionals import Positivity, Sobolev, soft_threshold, total
+from .functionals import Positivity, Sobolev
 from .operators.base import is_dask
 
 __all__ = ["NoRegularizer", "SmoothOnly", "StarletL1", "REGULARIZERS"]
@@ -114,12 +114,18 @@ class StarletL1:
         c = self.T.forward(v)
         g = self.T.noise_gains
         fin = self.T.finest(c) / (g[0] * sqrtP)
+        if is_dask(fin):  # both medians are taken in memory: one pass over the transform
+            import dask
+
+            fin, coarse = dask.compute(fin, self.T.coarse(c))
+        else:
+            coarse = self.T.coarse(c)
         if self.per_slice:
             self.scale = np.array([float(mad_sigma(fin[i])) for i in range(fin.shape[0])])
         else:
             self.scale = float(mad_sigma(fin))
         if self.k == "auto":
-            self.kmap = np.asarray(brightness_k(self.T.coarse(c), *self.k_range), v.dtype)
+            self.kmap = np.asarray(brightness_k(coarse, *self.k_range), v.dtype)
         else:
             self.kmap = float(self.k)
 

@@ -53,18 +53,12 @@ def _vdot(a, b) -> float:
 
 
 def _persist(*arrays):
-    if any(is_dask(a) for a in arrays):
-        import dask
+    # dask arrays are persisted (and waited for under dask.distributed) so that every
+    # iteration starts from materialised chunks and the task graph stays bounded; numpy
+    # arrays pass through untouched (the in-memory path does not change).
+    from ._dask import persist
 
-        out = dask.persist(*arrays)
-        try:
-            from distributed import wait
-
-            wait([a for a in out if is_dask(a)])
-        except (ImportError, ValueError):
-            pass
-        return out
-    return arrays
+    return persist(*arrays)
 
 
 @dataclass
@@ -98,9 +92,10 @@ class ProgressBar:
         self._last = 0.0
         self._t0 = time.perf_counter()
 
-    def __call__(self, state: SolverState, rel: float) -> None:
+    def __call__(self, state: SolverState, rel: float, force: bool = False) -> None:
+        self._state = (state, rel)
         now = time.perf_counter()
-        if now - self._last < self.interval and state.iteration < self.max_iter:
+        if not force and now - self._last < self.interval and state.iteration < self.max_iter:
             return
         self._last = now
         rate = state.iteration / max(now - self._t0, 1e-9)
@@ -112,6 +107,8 @@ class ProgressBar:
         self.stream.flush()
 
     def close(self) -> None:
+        if getattr(self, "_state", None) is not None:
+            self(*self._state, force=True)  # show the final iteration
         self.stream.write("\n")
         self.stream.flush()
 
@@ -142,12 +139,15 @@ def save_state(path: str, state: SolverState, meta: dict | None = None) -> None:
 
     import xarray as xr
 
+    from ._dask import regular
+
     dims = [f"d{i}" for i in range(np.ndim(state.x))]
-    ds = xr.Dataset({"x": (dims, state.x), "x_prev": (dims, state.x_prev)})
+    # dask arrays are written chunk by chunk (Zarr needs regular chunks)
+    ds = xr.Dataset({"x": (dims, regular(state.x)), "x_prev": (dims, regular(state.x_prev))})
     if state.metric is not None:
-        ds["metric"] = (dims, state.metric)
+        ds["metric"] = (dims, regular(state.metric))
     for k, v in state.reg_state.items():
-        arr = np.asarray(v)
+        arr = regular(v) if is_dask(v) else np.asarray(v)
         ds[f"reg_{k}"] = ([f"reg_{k}_{i}" for i in range(arr.ndim)], arr)
     ds.attrs.update({
         "t": state.t, "step": state.step, "iteration": state.iteration,
@@ -243,6 +243,8 @@ class FISTA:
         self.param = param
         self.lossX = PoissonLoss(X, eps, dtype)
         self.lossY = PoissonLoss(Y, eps, dtype)
+        # chunked counts are read once and kept on the workers (they are 1/32–1/64 of Z)
+        self.lossX.D, self.lossY.D = _persist(self.lossX.D, self.lossY.D)
         self.reg = regularizer
         self.smooth = getattr(regularizer, "smooth", None)
         self.tol = float(tol)
@@ -306,10 +308,16 @@ class FISTA:
         """
         if self.metric == "em":
             if not hasattr(self, "_colsum"):
-                ones = (np.ones(self.param.model.shape_X, self.dtype),
-                        np.ones(self.param.model.shape_Y, self.dtype))
+                if is_dask(self.lossX.D):  # chunked like the counts, kept on the workers
+                    import dask.array as da
+
+                    ones = (da.ones_like(self.lossX.D), da.ones_like(self.lossY.D))
+                else:
+                    ones = (np.ones(self.param.model.shape_X, self.dtype),
+                            np.ones(self.param.model.shape_Y, self.dtype))
                 cs = self.param.adjoint(*ones)
-                self._colsum = np.maximum(cs, 1e-30 * float(cs.max())).astype(self.dtype)
+                self._colsum, = _persist(
+                    np.maximum(cs, 1e-30 * float(cs.max())).astype(self.dtype))
             xm = float(np.abs(x).mean(dtype=np.float64))
             return (np.maximum(x, 1e-6 * xm) / self._colsum).astype(self.dtype)
 
@@ -337,9 +345,10 @@ class FISTA:
             st.x_prev = st.x_prev.astype(self.dtype)
             if st.reg_state and hasattr(self.reg, "set_state"):
                 self.reg.set_state(st.reg_state)
-        x, x_prev = st.x, st.x_prev
-        mu_x = self.param.forward(x)
-        mu_xp = self.param.forward(x_prev) if state is not None else mu_x
+        x, x_prev = _persist(st.x, st.x_prev)
+        st.x, st.x_prev = x, x_prev
+        mu_x = tuple(_persist(*self.param.forward(x)))
+        mu_xp = tuple(_persist(*self.param.forward(x_prev))) if state is not None else mu_x
         if state is None:
             if self.metric:
                 st.metric = self.diagonal_metric(mu_x, x)
@@ -360,6 +369,8 @@ class FISTA:
             f_y, g = self.value_and_grad(mu_y, y)
             if self.metric:
                 st.metric = P = self.diagonal_metric(mu_y, y)
+            g, P = _persist(g, P)  # (dask: each is read several times below)
+            st.metric = P
             if not np.isfinite(f_y):
                 raise SolverError(f"objective became non-finite ({f_y}) at iteration "
                                   f"{st.iteration}; stopping")
@@ -369,7 +380,7 @@ class FISTA:
                 v = y - st.step * (g if P is None else P * g)
                 x_new = self.reg.prox(v, st.step, P)
                 x_new, = _persist(x_new)
-                mu_new = self.param.forward(x_new)
+                mu_new = tuple(_persist(*self.param.forward(x_new)))
                 f_new = self.f(mu_new, x_new)
                 d = x_new - y
                 dd = _vdot(d, d) if P is None else _vdot(d, d / P)

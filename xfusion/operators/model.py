@@ -51,6 +51,10 @@ class SpatialMatrix(LinearOperator):
     def _apply(self, z, mat, shape_out):
         if is_dask(z):
             dt = float_dtype(z)
+            if z.numblocks[1] > 1 or z.numblocks[2] > 1:
+                # a dense spatial matrix needs whole images: merge y/x chunks (fuse picks the
+                # FFT path instead when the cube is chunked in y/x)
+                z = z.rechunk({1: -1, 2: -1})
             return z.map_blocks(lambda b: self._apply(b, mat, (b.shape[0],) + shape_out[1:]),
                                 dtype=dt, chunks=(z.chunks[0],) + tuple((s,) for s in shape_out[1:]),
                                 meta=np.empty((0, 0, 0), dt))
@@ -143,6 +147,17 @@ class ForwardModel:
             float(ds["X"].attrs["exposure"]), float(ds["Y"].attrs["exposure"]),
             shape, (f.vM, f.vN), spatial=spatial,
         )
+
+    #: chunks of Z on the dask path (None: numpy, or whatever the input has)
+    chunks = None
+
+    def set_chunks(self, chunks) -> None:
+        """Record Z's dask chunks so that operators producing Z-sized arrays from smaller ones
+        (the spectral adjoint, the low-rank synthesis) chunk their output like Z."""
+        self.chunks = None if chunks is None else tuple(tuple(c) for c in chunks)
+        self.resp_X.energy_chunks = None if chunks is None else self.chunks[0]
+        if hasattr(self, "_sq"):
+            del self._sq
 
     def mu_X(self, Z):
         """Expected counts of X, shape (l, M, N)."""

@@ -9,11 +9,18 @@ from .base import LinearOperator, float_dtype, is_dask
 __all__ = ["SpectralResponse", "apply_energy_matrix"]
 
 
-def apply_energy_matrix(R: np.ndarray, z):
-    """``out[c, y, x] = Σ_j R[c, j] z[j, y, x]`` for numpy (one GEMM) or dask arrays."""
+def apply_energy_matrix(R: np.ndarray, z, out_chunks=None):
+    """``out[c, y, x] = Σ_j R[c, j] z[j, y, x]`` for numpy (one GEMM) or dask arrays.
+
+    ``out_chunks`` (dask only): chunks of the output's first axis, e.g. the cube's energy
+    chunks when the output is Z-sized (without it that axis is a single chunk, which for a
+    2048-channel cube is one chunk per spatial tile holding every energy).
+    """
     if is_dask(z):
         import dask.array as da
 
+        if out_chunks is not None:
+            R = da.from_array(R, chunks=(tuple(out_chunks), z.chunks[0]))
         return da.tensordot(R, z, axes=(1, 0))
     shp = z.shape
     return (R @ z.reshape(shp[0], -1)).reshape((R.shape[0],) + shp[1:])
@@ -43,6 +50,8 @@ class SpectralResponse(LinearOperator):
         self.shape_in = (R.shape[1],) + tuple(spatial_shape)
         self.shape_out = (R.shape[0],) + tuple(spatial_shape)
         self._cache: dict = {}
+        #: energy chunks of the adjoint's output on dask input (set by ForwardModel.set_chunks)
+        self.energy_chunks = None
 
     def matrix(self, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
@@ -51,10 +60,12 @@ class SpectralResponse(LinearOperator):
         return self._cache[dtype]
 
     def squared(self) -> SpectralResponse:
-        return SpectralResponse(self.R**2, self.shape_in[1:])
+        sq = SpectralResponse(self.R**2, self.shape_in[1:])
+        sq.energy_chunks = self.energy_chunks
+        return sq
 
     def forward(self, z):
         return apply_energy_matrix(self.matrix(float_dtype(z))[0], z)
 
     def adjoint(self, y):
-        return apply_energy_matrix(self.matrix(float_dtype(y))[1], y)
+        return apply_energy_matrix(self.matrix(float_dtype(y))[1], y, self.energy_chunks)
