@@ -1,0 +1,188 @@
+"""The one private module that owns the dask side of xfusion (STYLE.md, dask points).
+
+* :func:`plan_chunks` chooses the chunks of the cube Z from the problem's chunks: regular
+  chunks, boundaries on multiples of the rebinning factors (so the block sum of Y never
+  straddles two chunks), never smaller than the PSF half-width (the halo the PSF convolution
+  reads from its neighbours, with a zero boundary whose adjoint is exact). The starlet's own halo
+  (``2(2^J - 1)``, mirror boundary) is handled by :mod:`xfusion.wavelets`.
+* :func:`persist` persists and waits, so that the solver's task graph is cut every iteration.
+* :func:`write_zarr` writes a DataArray chunk by chunk to a temporary store and renames it.
+* :func:`memory_available` / :func:`needs_cluster` decide when a problem does not fit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from .operators.base import is_dask
+
+__all__ = ["is_dask", "persist", "plan_chunks", "aligned", "regular", "write_zarr",
+           "memory_available", "needs_cluster", "active_client", "to_dask"]
+
+#: Bytes of the working set per byte of the iterate (x, x_prev, y, g, P, prox temporaries,
+#: starlet coefficients of a chunk, ...): measured ~8-12 on the numpy path; 12 is conservative.
+WORKING_SET_FACTOR = 12
+
+#: A problem runs in memory when its estimated working set is below this share of free memory.
+MEMORY_FRACTION = 0.5
+
+
+def active_client():
+    """The current ``dask.distributed`` client, or None."""
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def persist(*arrays):
+    """Persist the dask arrays among ``arrays`` (numpy passes through) and wait for them.
+
+    Under ``dask.distributed`` the persisted chunks live on the workers as futures; waiting
+    keeps the loop in step with the cluster (one iteration's graph at a time). With the local
+    schedulers ``persist`` already computes eagerly.
+    """
+    if not any(is_dask(a) for a in arrays):
+        return arrays
+    import dask
+
+    out = dask.persist(*arrays)
+    if active_client() is not None:
+        from distributed import wait
+
+        wait([a for a in out if is_dask(a)])
+    return out
+
+
+def aligned(n: int, size: int, factor: int, halo: int = 0) -> tuple[int, ...]:
+    """Regular chunks of ``size`` (rounded up to a multiple of ``factor``, at least ``halo``)
+    covering ``n``; a last chunk smaller than ``halo`` is merged into the one before."""
+    size = max(int(size), int(halo), 1)
+    size = -(-size // factor) * factor
+    if size >= n:
+        return (n,)
+    chunks = [size] * (n // size)
+    if n % size:
+        chunks.append(n % size)
+    if len(chunks) > 1 and chunks[-1] < halo:
+        chunks[-2] += chunks.pop()
+    return tuple(chunks)
+
+
+def plan_chunks(ds, factors: tuple[int, int], halo: int, chunks=None):
+    """Chunks of Z (energy, y, x) for a problem whose X / Y may be dask arrays.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The problem.
+    factors : (vM, vN)
+        Rebinning factors of Y.
+    halo : int
+        PSF half-width: the smallest spatial chunk.
+    chunks : dict, optional
+        ``{"energy": ..., "y": ..., "x": ...}`` sizes; default: energy from Y's chunks, y / x
+        from X's (or Y's times the factors), whole axes otherwise.
+
+    Returns
+    -------
+    tuple of tuples, or None when neither X nor Y is chunked and no ``chunks`` are given.
+    """
+    L, M, N = ds.sizes["energy"], ds.sizes["y"], ds.sizes["x"]
+    X, Y = ds.X.data, ds.Y.data
+    if chunks is None and not (is_dask(X) or is_dask(Y)):
+        return None
+    want = {"energy": L, "y": M, "x": N}
+    if is_dask(Y):
+        want["energy"] = max(Y.chunks[0])
+        want["y"], want["x"] = max(Y.chunks[1]) * factors[0], max(Y.chunks[2]) * factors[1]
+    if is_dask(X):
+        want["y"], want["x"] = max(X.chunks[1]), max(X.chunks[2])
+    for k, v in (chunks or {}).items():
+        if k not in want:
+            raise ValueError(f"chunks: unknown dimension {k!r}; use energy, y, x")
+        want[k] = {"auto": 0, -1: {"energy": L, "y": M, "x": N}[k]}.get(v, v)
+    if not want["energy"]:
+        # "auto": about 64 MB float32 per chunk with whole images
+        want["energy"] = max(1, int(16e6 // (M * N)))
+    for k in ("y", "x"):
+        if not want[k]:
+            want[k] = {"y": M, "x": N}[k]
+    return (aligned(L, want["energy"], 1),
+            aligned(M, want["y"], factors[0], halo),
+            aligned(N, want["x"], factors[1], halo))
+
+
+def to_dask(a, chunks):
+    """``a`` (numpy or dask) as a dask array with ``chunks``."""
+    import dask.array as da
+
+    return a.rechunk(chunks) if is_dask(a) else da.from_array(np.asarray(a), chunks=chunks)
+
+
+def regular(a):
+    """Rechunk a dask array so that every chunk but the last has the same size (Zarr needs
+    it); numpy passes through."""
+    if not is_dask(a):
+        return a
+    new = {}
+    for ax, c in enumerate(a.chunks):
+        if len(c) > 1 and (len(set(c[:-1])) > 1 or c[-1] > c[0]):
+            new[ax] = max(c)
+    return a.rechunk(new) if new else a
+
+
+def write_zarr(da_obj, path: str | os.PathLike, overwrite: bool = True):
+    """Write a DataArray to a Zarr store chunk by chunk, atomically; return it opened lazily.
+
+    The store is written beside ``path`` under a temporary name and renamed into place once
+    complete, so an interrupted write never leaves a half-written ``path``.
+    """
+    import xarray as xr
+
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists")
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(parent, exist_ok=True)
+    name = da_obj.name or "Z"
+    ds = da_obj.copy(data=regular(da_obj.data)).to_dataset(name=name)
+    for v in ds.variables.values():
+        v.encoding = {}
+    tmp = tempfile.mkdtemp(prefix=".tmp-", suffix=".zarr", dir=parent)
+    try:
+        ds.to_zarr(tmp, mode="w", consolidated=True)
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
+            os.rename(path, os.path.join(old, "store"))
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return xr.open_zarr(path, consolidated=True)[name]
+
+
+def memory_available() -> int:
+    """Bytes of memory available to this process (psutil, else ``os.sysconf``)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil comes with distributed
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def needs_cluster(shape, dtype, fraction: float = MEMORY_FRACTION) -> bool:
+    """True when the solver's estimated working set for a cube of ``shape`` does not fit in
+    ``fraction`` of the available memory."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize * WORKING_SET_FACTOR
+    return nbytes > fraction * memory_available()
