@@ -210,3 +210,20 @@ def test_accessor_is_a_hand_off():
     a = ds.hifred.fuse("lr", rank=3, max_iter=10, progress=False)
     b = xf.fuse(ds, "lr", rank=3, max_iter=10, progress=False)
     np.testing.assert_array_equal(a.values, b.values)
+
+
+@pytest.mark.parametrize("reg", ["none", "lr"])
+def test_unobserved_pixels_are_left_out(reg):
+    ds = consistent_problem(noise=True)
+    obs = np.ones((ds.sizes["y_coarse"], ds.sizes["x_coarse"]), bool)
+    obs[1, 2] = False
+    ds = ds.assign_coords(observed_Y=(("y_coarse", "x_coarse"), obs))
+    Y2 = ds.Y.values.copy()
+    Y2[:, 1, 2] += 50  # garbage where nothing was observed
+    ds2 = ds.assign(Y=ds.Y.copy(data=Y2))
+    kw = dict(rank=3, max_iter=40, progress=False, dtype="float64")
+    a = xf.fuse(ds, reg, **kw)
+    b = xf.fuse(ds2, reg, **kw)
+    np.testing.assert_allclose(a.values, b.values, rtol=1e-10)
+    my = ds.hifred.forward(a)[1]
+    assert float(abs(my.values[:, 1, 2]).max()) == 0.0

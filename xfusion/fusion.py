@@ -41,7 +41,10 @@ def initial_guess(ds: xr.Dataset, dtype=np.float64) -> np.ndarray:
     among its fine pixels in proportion to X's broadband flux image
     :math:`I(p) = \sum_c X_c(p) / (t_X \bar A_X)`:
 
-    .. math:: Z_0(E, p) = \frac{Y_P(E)}{t_Y A_Y(E)}\,\frac{I(p) + \epsilon}{\sum_{q\in P} I(q) + \epsilon}
+    .. math::
+
+        Z_0(E, p) = \frac{Y_P(E)}{t_Y A_Y(E)}\,
+                    \frac{I(p) + \epsilon}{\sum_{q\in P} I(q) + \epsilon}
 
     plus a small positive floor so that every voxel can move. Exact when the spectral shape is
     uniform inside each coarse pixel.
@@ -50,7 +53,7 @@ def initial_guess(ds: xr.Dataset, dtype=np.float64) -> np.ndarray:
 
     f = rebin_factors(ds)
     L, M, N = ds.sizes["energy"], ds.sizes["y"], ds.sizes["x"]
-    tY, tX = float(ds.Y.attrs["exposure"]), float(ds.X.attrs["exposure"])
+    tY = float(ds.Y.attrs["exposure"])
     aY = np.asarray(ds.arf_Y.values, np.float64)
     aY = aY if aY.ndim == 1 else aY.mean(axis=(1, 2))
     if is_dask(ds.Y.data):
@@ -267,6 +270,11 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
     from .problem import rebin_factors
 
     f = rebin_factors(ds)
+    if "observed_Y" in ds.coords:
+        # pixels that were not observed (e.g. Resolve's calibration pixel) carry no data: their
+        # counts are ignored here and the model masks their expected counts (ForwardModel)
+        obs = ds.coords["observed_Y"].astype(bool)
+        ds = ds.assign(Y=ds.Y.where(obs, 0).astype(ds.Y.dtype).assign_attrs(ds.Y.attrs))
     psf_half = max(ds.psf_Y.shape[-2:]) // 2
     zchunks = _dask.plan_chunks(ds, (f.vM, f.vN), psf_half,
                                 {"energy": "auto"} if chunks == "auto" else chunks)

@@ -940,9 +940,9 @@ class _Starlet:
             ``thresh[index]`` / ``thresh(index)`` gives band ``index``'s threshold: a scalar
             >= 0, an array broadcastable to ``z`` (e.g. a per-voxel map
             :math:`k(v)\,\sigma_b`), a pair ``(factor, map)`` meaning ``factor * map``
-            (cheaper: the map is sliced once per block and shared by the bands), or None to keep the band (e.g. the coarse scale; indices
-            missing from a mapping are kept too). Indices are ints, or ``(b, j)`` for
-            :class:`Starlet2D1D`.
+            (cheaper: the map is sliced once per block and shared by the bands), or None to
+            keep the band (e.g. the coarse scale; indices missing from a mapping are kept
+            too). Indices are ints, or ``(b, j)`` for :class:`Starlet2D1D`.
         out : ndarray, optional
             Output array (shape and dtype of ``z``).
         return_l1 : bool

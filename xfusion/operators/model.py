@@ -55,8 +55,9 @@ class SpatialMatrix(LinearOperator):
                 # a dense spatial matrix needs whole images: merge y/x chunks (fuse picks the
                 # FFT path instead when the cube is chunked in y/x)
                 z = z.rechunk({1: -1, 2: -1})
+            out_chunks = (z.chunks[0],) + tuple((s,) for s in shape_out[1:])
             return z.map_blocks(lambda b: self._apply(b, mat, (b.shape[0],) + shape_out[1:]),
-                                dtype=dt, chunks=(z.chunks[0],) + tuple((s,) for s in shape_out[1:]),
+                                dtype=dt, chunks=out_chunks,
                                 meta=np.empty((0, 0, 0), dt))
         L = z.shape[0]
         return (z.reshape(L, -1) @ mat).reshape((L,) + tuple(shape_out[1:]))
@@ -82,6 +83,24 @@ def _with_energy(op: LinearOperator, L: int) -> LinearOperator:
     return Chain(new)
 
 
+class PixelMask(LinearOperator):
+    """Multiply every energy slice by a fixed (m, n) 0/1 mask (pixels that were not observed)."""
+
+    def __init__(self, mask, shape: tuple[int, int, int]):
+        self.mask = np.asarray(mask, dtype=np.float64)
+        if self.mask.shape != tuple(shape[1:]):
+            raise ValueError(f"mask {self.mask.shape} does not match the image {shape[1:]}")
+        self.shape_in = self.shape_out = tuple(shape)
+
+    def squared(self) -> PixelMask:
+        return self
+
+    def forward(self, z):
+        return z * self.mask.astype(float_dtype(z))[None]
+
+    adjoint = forward
+
+
 class ForwardModel:
     r"""Expected counts of both instruments for a cube Z of shape (L, M, N).
 
@@ -101,6 +120,10 @@ class ForwardModel:
     exposure_X, exposure_Y : float
     shape : tuple (L, M, N)
     factors : tuple (vM, vN)
+    mask_Y : ndarray (m, n) of bool, optional
+        Y pixels that were observed; the others (e.g. Resolve's calibration pixel) are left out
+        of the likelihood (their expected counts are set to 0 and their counts ignored). Read
+        from an ``observed_Y`` coordinate by :meth:`from_dataset`.
     spatial : {"auto", "dense", "fft"}
         How to apply :math:`R_{MN} B_Y`: a dense (m·n × M·N) matrix (fast for small images),
         FFT convolution then block sum (any size), or ``"auto"`` (dense when the matrix has at
@@ -108,7 +131,8 @@ class ForwardModel:
     """
 
     def __init__(self, response_X, psf_Y, arf_X, arf_Y, exposure_X: float, exposure_Y: float,
-                 shape: tuple[int, int, int], factors: tuple[int, int], spatial: str = "auto"):
+                 shape: tuple[int, int, int], factors: tuple[int, int], spatial: str = "auto",
+                 mask_Y=None):
         L, M, N = shape
         self.shape = tuple(shape)
         self.exp_X = Exposure(exposure_X, arf_X, shape)
@@ -128,6 +152,8 @@ class ForwardModel:
                 raise ValueError("spatial='dense' needs a PSF that does not depend on energy")
             blur = SpatialMatrix.from_operator(blur)
         self.spatial_method = spatial
+        if mask_Y is not None and not np.all(np.asarray(mask_Y)):
+            blur = Chain([blur, PixelMask(mask_Y, (L, m, n))])
         self.blur_Y = blur
         self.op_X: LinearOperator = Chain([self.exp_X, self.resp_X])
         self.op_Y: LinearOperator = Chain([self.exp_Y, blur])
@@ -146,6 +172,8 @@ class ForwardModel:
             np.asarray(ds["arf_X"].values), np.asarray(ds["arf_Y"].values),
             float(ds["X"].attrs["exposure"]), float(ds["Y"].attrs["exposure"]),
             shape, (f.vM, f.vN), spatial=spatial,
+            mask_Y=(np.asarray(ds.coords["observed_Y"].values, bool)
+                    if "observed_Y" in ds.coords else None),
         )
 
     #: chunks of Z on the dask path (None: numpy, or whatever the input has)
@@ -176,7 +204,10 @@ class ForwardModel:
         return self.op_Y.adjoint(r)
 
     def curvature(self, hX, hY):
-        r"""Diagonal of :math:`\mu_X^* \mathrm{diag}(h_X) \mu_X + \mu_Y^* \mathrm{diag}(h_Y) \mu_Y`."""
+        r"""Diagonal of the Gauss-Newton curvature.
+
+        .. math:: \mu_X^* \mathrm{diag}(h_X) \mu_X + \mu_Y^* \mathrm{diag}(h_Y) \mu_Y
+        """
         if not hasattr(self, "_sq"):
             self._sq = (self.op_X.squared(), self.op_Y.squared())
         return self._sq[0].adjoint(hX) + self._sq[1].adjoint(hY)
