@@ -97,6 +97,11 @@ class PoissonLoss:
     def value_and_grad(self, mu):
         """Value and gradient in one pass over the data (one ``min`` check for both)."""
         D = self.D
+        if _is_dask(mu):  # one compute for the min test and both sums
+            v = self._dask_fast_value(mu)
+            if v is not None:
+                return v, 1 - D / mu
+            return self.value(mu), self.grad(mu)
         if self._fast(mu):
             ratio = D / mu
             return total(mu) - total(D * np.log(mu)) + self.const, 1 - ratio

@@ -76,13 +76,15 @@ class PSFConvolution(LinearOperator):
             self._cache[key] = (kh, (P, Q))
         return self._cache[key]
 
-    def _apply(self, z, flip: bool, e0: int = 0):
-        """Convolve a numpy block whose first slice is energy index ``e0``."""
+    def _apply(self, z, flip: bool, e0: int = 0, workers: int = -1):
+        """Convolve a numpy block whose first slice is energy index ``e0`` (FFTs on
+        ``workers`` threads: all cores in memory, one inside a dask task, where the
+        scheduler already runs one task per core)."""
         dt = float_dtype(z)
         z = np.asarray(z, dtype=dt)
         Lb, M, N = z.shape
         kh, (P, Q) = self._khat(M, N, dt, flip)
-        zh = sfft.rfft2(z, s=(P, Q), axes=(-2, -1), workers=-1)
+        zh = sfft.rfft2(z, s=(P, Q), axes=(-2, -1), workers=workers)
         if len(self.runs) == 1:
             zh *= kh[0]
         else:
@@ -90,7 +92,7 @@ class PSFConvolution(LinearOperator):
                 lo, hi = max(start - e0, 0), min(stop - e0, Lb)
                 if lo < hi:
                     zh[lo:hi] *= kh[b]
-        out = sfft.irfft2(zh, s=(P, Q), axes=(-2, -1), workers=-1, overwrite_x=True)
+        out = sfft.irfft2(zh, s=(P, Q), axes=(-2, -1), workers=workers, overwrite_x=True)
         hy, hx = self.half
         return np.ascontiguousarray(out[:, hy:hy + M, hx:hx + N], dtype=dt)
 
@@ -104,7 +106,7 @@ class PSFConvolution(LinearOperator):
 
         def block(b, block_info=None):
             e0 = int(offsets[block_info[0]["chunk-location"][0]]) if block_info else 0
-            return self._apply(b, flip, e0)
+            return self._apply(b, flip, e0, workers=1)
 
         if len(z.chunks[1]) == 1 and len(z.chunks[2]) == 1:
             return z.map_blocks(block, dtype=dt, meta=np.empty((0, 0, 0), dt))

@@ -21,7 +21,20 @@ def apply_energy_matrix(R: np.ndarray, z, out_chunks=None):
 
         if out_chunks is not None:
             R = da.from_array(R, chunks=(tuple(out_chunks), z.chunks[0]))
-        return da.tensordot(R, z, axes=(1, 0))
+        if len(z.chunks[0]) > 1:
+            # the summed axis is chunked: partial GEMMs per chunk, then a sum
+            return da.tensordot(R, z, axes=(1, 0))
+        # one chunk along the summed axis (the adjoint: l ≪ L channels): one GEMM per output
+        # block, without tensordot's extra length-1 axis and the pass that sums it away
+        if not is_dask(R):
+            R = da.from_array(R, chunks=(R.shape[0], z.chunks[0]))
+        dt = np.promote_types(R.dtype, z.dtype)
+        return da.blockwise(_gemm, "cyx", R, "cj", z, "jyx", concatenate=True, dtype=dt,
+                            meta=np.empty((0, 0, 0), dt))
+    return _gemm(R, z)
+
+
+def _gemm(R, z):
     shp = z.shape
     return (R @ z.reshape(shp[0], -1)).reshape((R.shape[0],) + shp[1:])
 
