@@ -16,9 +16,14 @@ Method: FISTA (Beck & Teboulle 2009) with
   so the step is found, never given: it starts from a secant estimate of the curvature, halves
   when the bound fails and grows by 5 % after each step that passed at the first try;
 * **adaptive restart** (O'Donoghue & Candès 2015): momentum is reset when the objective rises;
-* expected counts are **extrapolated**, not recomputed: the model is linear, so
-  :math:`\mu(y_{k+1}) = \mu(x_{k+1}) + \beta(\mu(x_{k+1}) - \mu(x_k))` and one iteration costs one
-  forward model, one adjoint and one prox.
+* a **positive momentum point** with the EM metric: :math:`y = \max(x_k + \beta(x_k -
+  x_{k-1}),\, \theta x_k)` with :math:`\theta` = ``momentum_floor`` (0.1), so that the metric
+  :math:`P = y / K^{\mathsf T}1` stays positive; its expected counts are recomputed (one more
+  forward model per iteration). Capping β globally instead, so that no voxel goes negative,
+  switches momentum off in practice (some voxel is always about to reach 0) — measured: the
+  capped run was identical to plain proximal gradient;
+* otherwise expected counts are **extrapolated**, not recomputed: the model is linear, so
+  :math:`\mu(y_{k+1}) = \mu(x_{k+1}) + \beta(\mu(x_{k+1}) - \mu(x_k))`.
 
 The loop is written with array operations only, so the same code runs on numpy and dask arrays
 (persisted every iteration so the task graph stays bounded). Stopping: relative objective
@@ -232,6 +237,9 @@ class FISTA:
     momentum : bool
         FISTA extrapolation (default); ``False`` gives plain proximal gradient with the same
         backtracking, a second solver to cross-check the first.
+    momentum_floor : float
+        With the EM metric the momentum point is floored at ``momentum_floor * x`` voxel by
+        voxel, so it stays positive (default 0.1).
     eps : float
         Floor of the Poisson quadratic extension (counts).
     """
@@ -239,7 +247,8 @@ class FISTA:
     def __init__(self, param, X, Y, regularizer, tol: float = 1e-6, patience: int = 5,
                  max_iter: int = 2000, callbacks: list[Callable] | None = None,
                  checkpointer: Checkpointer | None = None, eps: float = 1e-6,
-                 dtype=np.float32, momentum: bool = True, metric: str | None = "jacobi"):
+                 dtype=np.float32, momentum: bool = True, metric: str | None = "jacobi",
+                 momentum_floor: float = 0.1):
         self.param = param
         self.lossX = PoissonLoss(X, eps, dtype)
         self.lossY = PoissonLoss(Y, eps, dtype)
@@ -254,6 +263,9 @@ class FISTA:
         self.checkpointer = checkpointer
         self.dtype = np.dtype(dtype)
         self.momentum = bool(momentum)
+        if not 0 < momentum_floor < 1:
+            raise ValueError(f"momentum_floor must be in (0, 1), got {momentum_floor!r}")
+        self.momentum_floor = float(momentum_floor)
         if metric not in (None, "jacobi", "em"):
             raise ValueError(f"metric must be 'jacobi', 'em' or None, got {metric!r}")
         self.metric = metric
@@ -359,9 +371,7 @@ class FISTA:
             st.history.append(self.objective(x, mu_x))
         P = st.metric
         # momentum from the stored (t, x_prev): y = x + beta (x - x_prev)
-        beta = self._cap(self._beta_from(st), x, x_prev)
-        y = x + beta * (x - x_prev) if beta else x
-        mu_y = tuple(a + beta * (a - b) for a, b in zip(mu_x, mu_xp)) if beta else mu_x
+        y, mu_y = self._extrapolate(self._beta_from(st), x, x_prev, mu_x, mu_xp)
         if not np.isfinite(st.history[-1]):
             raise SolverError(f"the objective at the starting point is {st.history[-1]} "
                               f"(non-finite): the initial cube or the data contain NaN/Inf")
@@ -424,14 +434,7 @@ class FISTA:
             st.x_prev, st.x = x, x_new
             mu_xp, mu_x = mu_x, mu_new
             x_prev, x = x, x_new
-            beta = self._cap(beta, x, x_prev)
-            if beta:
-                y = x + beta * (x - x_prev)
-                mu_y = tuple(a + beta * (a - b) for a, b in zip(mu_x, mu_xp))
-                y, *mu_y = _persist(y, *mu_y)
-                mu_y = tuple(mu_y)
-            else:
-                y, mu_y = x, mu_x
+            y, mu_y = self._extrapolate(beta, x, x_prev, mu_x, mu_xp)
             if hasattr(self.reg, "end_iteration"):
                 self.reg.end_iteration(st.iteration)
             if hasattr(self.reg, "state"):
@@ -444,14 +447,19 @@ class FISTA:
             self.checkpointer(st, force=True)
         return st
 
-    def _cap(self, beta: float, x, x_prev) -> float:
-        """With the EM metric, keep ``y = x + β (x - x_prev)`` non-negative."""
-        if not beta or self.metric != "em":
-            return beta
-        drop = x_prev - x
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lim = float(np.min(np.where(drop > 0, x / drop, np.inf)))
-        return min(beta, 0.99 * lim) if np.isfinite(lim) else beta
+    def _extrapolate(self, beta: float, x, x_prev, mu_x, mu_xp):
+        """The momentum point ``y`` and its expected counts."""
+        if not beta:
+            return x, mu_x
+        if self.metric == "em":
+            # floored voxel by voxel (a global cap on β would switch momentum off); the floor
+            # makes y non-linear in (x, x_prev), so its expected counts are recomputed
+            y, = _persist(np.maximum(x + beta * (x - x_prev), self.momentum_floor * x))
+            return y, tuple(_persist(*self.param.forward(y)))
+        y = x + beta * (x - x_prev)
+        mu_y = tuple(a + beta * (a - b) for a, b in zip(mu_x, mu_xp))
+        y, *mu_y = _persist(y, *mu_y)
+        return y, tuple(mu_y)
 
     @staticmethod
     def _beta_from(st: SolverState) -> float:
