@@ -127,6 +127,14 @@ def test_em_momentum_is_active_and_pays():
     assert (a.x >= 0).all()
 
 
+def test_k_range_is_checked_and_defaults_per_regularizer():
+    ds = consistent_problem(L=12, l=4, M=6, N=6, counts=300, noise=True)
+    with pytest.raises(ValueError, match="k_range"):
+        xf.fuse(ds, "w2d1d", k_range=(3.0, 1.0), progress=False)
+    Z = xf.fuse(ds, "w2d1d", J2=1, J1=1, max_iter=3, progress=False)
+    assert (Z.attrs["k_min"], Z.attrs["k_max"]) == xf.fusion.DEFAULT_K_RANGE["w2d1d"]
+
+
 def test_two_step_metrics_reach_the_same_objective():
     ds = consistent_problem(L=12, l=4, M=6, N=6, counts=300, noise=True)
     a = _solve(ds, momentum=True, metric="em")

@@ -353,3 +353,18 @@ def test_nested_use_inside_filter_callback_does_not_deadlock(small_blocks):
         return inner.inverse(inner.forward(band))     # runs serially inside pool threads
 
     np.testing.assert_allclose(T.filter(z, fn), z, atol=1e-12)
+
+
+def test_subsample_is_regular_and_avoids_the_axes():
+    a = np.arange(2400 * 45 * 45, dtype=np.float64).reshape(2400, 45, 45)
+    s = W.subsample(a, n=1 << 18)
+    step = int(s[1] - s[0])
+    assert s[0] == 0 and np.all(np.diff(s) == step)
+    assert all(d % step for d in a.shape)  # never lines up with rows or slices
+    assert (1 << 17) <= s.size <= a.size // 2
+    small = np.arange(100.0).reshape(10, 10)
+    np.testing.assert_array_equal(W.subsample(small), small.ravel())
+    # the sampled MAD agrees with the exact one on Gaussian noise
+    w = np.random.default_rng(3).normal(0, 2.0, (1200, 45, 45))
+    exact = np.median(np.abs(w - np.median(w))) / 0.6745
+    assert W.mad_sigma(w) == pytest.approx(exact, rel=1e-2)

@@ -70,6 +70,7 @@ __all__ = [
     "starlet_depth",
     "mad_sigma",
     "soft_threshold",
+    "subsample",
     "brightness_k",
 ]
 
@@ -1317,6 +1318,25 @@ class Starlet2D1D(_Starlet):
 # ----------------------------------------------------------------------------------------------
 # prox helpers
 # ----------------------------------------------------------------------------------------------
+def subsample(a, n: int = 1 << 20) -> np.ndarray:
+    """About ``n`` entries of ``a`` (flattened) on a regular stride, for quantile estimates.
+
+    The stride is the smallest prime ≥ ``a.size / n`` that divides none of ``a``'s axis
+    lengths, so the sample does not line up with rows, columns or energy slices. Arrays with
+    at most ``2 n`` entries are returned whole (flattened).
+    """
+    a = np.asarray(a).reshape(-1) if np.ndim(a) <= 1 else np.asarray(a)
+    shape, flat = a.shape, a.reshape(-1)
+    if flat.size <= 2 * n:
+        return flat
+    step = max(2, flat.size // n)
+    while True:
+        if all(step % p for p in range(2, int(step ** 0.5) + 1)) and \
+                all(d % step for d in shape if d > 1):
+            return flat[::step]
+        step += 1
+
+
 def mad_sigma(w, axis: int | tuple[int, ...] | None = None) -> Any:
     r"""Robust noise standard deviation from the median absolute deviation.
 
@@ -1336,13 +1356,17 @@ def mad_sigma(w, axis: int | tuple[int, ...] | None = None) -> Any:
     Notes
     -----
     :math:`0.6745 = \Phi^{-1}(3/4)`, so :math:`\hat\sigma` is unbiased for Gaussian noise and
-    insensitive to the few large coefficients that carry the signal. To get the noise of band
+    insensitive to the few large coefficients that carry the signal. With ``axis=None`` and
+    more than 2²¹ entries the medians are taken over a regular sample of about 2²⁰ of them
+    (:func:`subsample`; the estimate's relative error is then ~0.1 %). To get the noise of band
     ``b`` divide by the finest band's gain and multiply by band ``b``'s
     (:attr:`Starlet2D.noise_gains`).
     """
     if _is_dask(w):
         w = w.compute()
     w = np.asarray(w)
+    if axis is None:
+        w = subsample(w)
     med = np.median(w, axis=axis, keepdims=True)
     s = np.median(np.abs(w - med), axis=axis) / 0.6745
     return float(s) if np.ndim(s) == 0 else s
@@ -1438,7 +1462,9 @@ def brightness_k(coarse, k_min: float = 0.5, k_max: float = 3.0, pivot: float = 
     :math:`k \to k_{\min}` as :math:`r \to \infty`, and :math:`k = (k_{\min}+k_{\max})/2` at
     :math:`|c| = p\,m`. Scaling the cube by any :math:`\alpha \ne 0` scales :math:`a` and
     :math:`m` alike, so :math:`k` is unchanged (the paper's formula uses raw amplitudes and is
-    not scale-invariant). An all-zero input gives :math:`k_{\max}` everywhere.
+    not scale-invariant). An all-zero input gives :math:`k_{\max}` everywhere. For large
+    inputs :math:`m` is the median of a regular sample of about 2²⁰ amplitudes
+    (:func:`subsample`).
     """
     if not 0 <= k_min <= k_max:
         raise ValueError(f"need 0 <= k_min <= k_max, got k_min={k_min}, k_max={k_max}")
@@ -1448,12 +1474,18 @@ def brightness_k(coarse, k_min: float = 0.5, k_max: float = 3.0, pivot: float = 
         coarse = coarse.compute()
     c = np.asarray(coarse)
     dt = _float_dtype(c.dtype)
-    a = np.abs(c).astype(np.float64)
-    nz = a[a > 0]
+    a = np.abs(c).astype(dt)
+    sample = subsample(a)
+    nz = sample[sample > 0]
+    if nz.size == 0:
+        nz = a[a > 0]
     if nz.size == 0:
         return np.full(c.shape, k_max, dtype=dt)
     m = float(np.median(nz)) * pivot
-    r = a / m
-    with np.errstate(divide="ignore", over="ignore"):
-        k = k_min + (k_max - k_min) / (1.0 + r ** slope)
-    return k.astype(dt)
+    r = a / dt.type(m)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        rs = r * r if slope == 2 else r ** dt.type(slope)
+        rs += 1
+        k = np.divide(dt.type(k_max - k_min), rs, out=rs)
+        k += dt.type(k_min)
+    return k
