@@ -368,3 +368,25 @@ def test_subsample_is_regular_and_avoids_the_axes():
     w = np.random.default_rng(3).normal(0, 2.0, (1200, 45, 45))
     exact = np.median(np.abs(w - np.median(w))) / 0.6745
     assert W.mad_sigma(w) == pytest.approx(exact, rel=1e-2)
+
+
+def test_lattice_sample_is_lazy_and_regular():
+    da = pytest.importorskip("dask.array")
+    a = np.random.default_rng(0).random((600, 40, 40))
+    s = W.lattice_sample(a, n=1 << 14)
+    assert (1 << 12) <= s.size <= 1 << 16 and np.shares_memory(s, a)
+    d = W.lattice_sample(da.from_array(a, chunks=(100, 20, 20)), n=1 << 14)
+    assert W._is_dask(d)
+    np.testing.assert_array_equal(d.compute(), s)
+    per = W.lattice_sample(a, n=1 << 10, keep_leading=True)
+    assert per.shape[0] == 600
+    assert W.lattice_sample(a[:2, :3, :4]).shape == (2, 3, 4)  # small: whole
+
+
+def test_brightness_k_on_dask_with_reference_stays_lazy():
+    da = pytest.importorskip("dask.array")
+    c = np.random.default_rng(1).lognormal(size=(30, 16, 16)).astype(np.float32)
+    ref = float(np.median(c))
+    k = W.brightness_k(da.from_array(c, chunks=(7, 16, 5)), 4.0, 8.0, reference=ref)
+    assert W._is_dask(k)
+    np.testing.assert_allclose(k.compute(), W.brightness_k(c, 4.0, 8.0), rtol=1e-6)

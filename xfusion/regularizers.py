@@ -109,23 +109,30 @@ class StarletL1:
         return float(s)
 
     def _estimate(self, v, sqrtP) -> None:
-        from .wavelets import brightness_k, mad_sigma
+        from .wavelets import brightness_k, lattice_sample, mad_sigma
 
         c = self.T.forward(v)
         g = self.T.noise_gains
-        fin = self.T.finest(c) / (g[0] * sqrtP)
-        if is_dask(fin):  # both medians are taken in memory: one pass over the transform
+        fin = self.T.finest(c) / v.dtype.type(g[0]) / sqrtP
+        coarse = self.T.coarse(c)
+        # both medians are taken over regular samples of ~10⁶ coefficients (the same on numpy
+        # and dask); on dask only the samples come back to the client (one pass over the
+        # transform) and the k map is built chunk by chunk, staying on the workers
+        fin = lattice_sample(fin, keep_leading=self.per_slice)
+        amp = lattice_sample(abs(coarse))
+        if is_dask(fin):
             import dask
 
-            fin, coarse = dask.compute(fin, self.T.coarse(c))
-        else:
-            coarse = self.T.coarse(c)
+            fin, amp = dask.compute(fin, amp)
+        nz = amp[amp > 0]
+        reference = float(np.median(nz)) if nz.size else 0.0
         if self.per_slice:
             self.scale = np.array([float(mad_sigma(fin[i])) for i in range(fin.shape[0])])
         else:
             self.scale = float(mad_sigma(fin))
         if self.k == "auto":
-            self.kmap = np.asarray(brightness_k(coarse, *self.k_range), v.dtype)
+            km = brightness_k(coarse, *self.k_range, reference=reference)
+            self.kmap = km.astype(v.dtype) if is_dask(km) else np.asarray(km, v.dtype)
         else:
             self.kmap = float(self.k)
 

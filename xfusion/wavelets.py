@@ -71,6 +71,7 @@ __all__ = [
     "mad_sigma",
     "soft_threshold",
     "subsample",
+    "lattice_sample",
     "brightness_k",
 ]
 
@@ -1425,8 +1426,35 @@ def soft_threshold(w, thresh, out: np.ndarray | None = None):
     return out
 
 
+def lattice_sample(a, n: int = 1 << 20, keep_leading: bool = False):
+    """About ``n`` entries of ``a`` on a regular lattice (one stride per axis), lazily.
+
+    For dask arrays the slice stays lazy and small (nothing cube-sized is gathered into one
+    task); numpy arrays get a view. Strides are primes that divide none of the axis lengths
+    where possible, so the lattice does not line up with the data's rows or slices.
+    ``keep_leading`` keeps axis 0 whole (one sample per leading index, e.g. per image).
+    """
+    shape = tuple(int(d) for d in a.shape)
+    axes = range(1, len(shape)) if keep_leading else range(len(shape))
+    total = int(np.prod([shape[i] for i in axes])) if len(shape) else 1
+    if total <= 2 * n:
+        return a
+    f = (total / n) ** (1.0 / max(len(axes), 1))
+    idx = [slice(None)] * len(shape)
+    def good(step, d):
+        return step >= 2 and d % step != 0 and all(step % p for p in range(2, int(step**0.5) + 1))
+
+    for i in axes:
+        step = int(round(f))
+        if step >= 2:  # the nearest prime stride that does not divide the axis length
+            step = next((st for dd in range(step) for st in (step - dd, step + dd)
+                         if good(st, shape[i])), step)
+        idx[i] = slice(None, None, max(1, min(step, shape[i])))
+    return a[tuple(idx)]
+
+
 def brightness_k(coarse, k_min: float = 0.5, k_max: float = 3.0, pivot: float = 1.0,
-                 slope: float = 2.0):
+                 slope: float = 2.0, *, reference: float | None = None):
     r"""Per-voxel threshold multiplier from the brightness of the coarse scale.
 
     Dim voxels get ``k → k_max`` (threshold hard: keep only strong features), bright ones
@@ -1442,6 +1470,10 @@ def brightness_k(coarse, k_min: float = 0.5, k_max: float = 3.0, pivot: float = 
         Brightness, in units of the median nonzero amplitude, at which ``k`` is half-way.
     slope : float
         Steepness of the transition in log-brightness (``> 0``).
+    reference : float, optional
+        The median nonzero amplitude :math:`m`, when known (e.g. from a sample of a chunked
+        cube); default: computed from ``coarse``. With a dask ``coarse`` and ``reference``
+        given, the map is built chunk by chunk and stays a dask array.
 
     Returns
     -------
@@ -1471,17 +1503,23 @@ def brightness_k(coarse, k_min: float = 0.5, k_max: float = 3.0, pivot: float = 
     if not (pivot > 0 and slope > 0):
         raise ValueError(f"pivot and slope must be > 0, got pivot={pivot}, slope={slope}")
     if _is_dask(coarse):
+        if reference is not None:
+            dt = _float_dtype(coarse.dtype)
+            return coarse.map_blocks(brightness_k, k_min, k_max, pivot, slope,
+                                     reference=reference, dtype=dt)
         coarse = coarse.compute()
     c = np.asarray(coarse)
     dt = _float_dtype(c.dtype)
     a = np.abs(c).astype(dt)
-    sample = subsample(a)
-    nz = sample[sample > 0]
-    if nz.size == 0:
-        nz = a[a > 0]
-    if nz.size == 0:
+    if reference is None:
+        sample = subsample(a)
+        nz = sample[sample > 0]
+        if nz.size == 0:
+            nz = a[a > 0]
+        reference = float(np.median(nz)) if nz.size else 0.0
+    if not reference > 0:
         return np.full(c.shape, k_max, dtype=dt)
-    m = float(np.median(nz)) * pivot
+    m = float(reference) * pivot
     r = a / dt.type(m)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         rs = r * r if slope == 2 else r ** dt.type(slope)

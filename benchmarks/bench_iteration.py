@@ -1,0 +1,120 @@
+"""Where one solver iteration's time goes: the pieces of a FISTA step, timed one by one.
+
+Run::
+
+    python benchmarks/bench_iteration.py [--scenario gaussian_1kev_rebin] [--scale 1]
+                                         [--repeat 7] [--regularizers w2d1d lrs]
+
+For each regularizer the script builds the problem exactly as :func:`xfusion.fuse` does (it
+runs ``fuse`` for ``adapt_iter`` + 2 iterations to get a state with frozen thresholds), then
+times, interleaved round-robin ``repeat`` times, the pieces of one iteration:
+
+* ``forward``: expected counts μ_X, μ_Y of the iterate (done twice per iteration: for the new
+  iterate and for the floored momentum point);
+* ``loss+grad``: both Poisson terms and their count-space gradients;
+* ``adjoint``: the gradient back to the unknowns;
+* ``metric``: the EM metric P = x / Kᵀ1;
+* ``prox``: positivity, or starlet threshold-and-reconstruct;
+* ``vector ops``: the step, the descent test's inner products and the momentum point.
+
+It prints the minimum and median ms per call, their sum per iteration, and the measured
+per-iteration time of a full ``fuse`` run with frozen thresholds, with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+
+import numpy as np
+
+import xfusion as xf
+import xfusion.fusion as F
+
+
+def _capture(ds, reg, iters):
+    """Run fuse for ``iters`` iterations and keep the solver (its parametrization and reg)."""
+    box = {}
+    orig = F.FISTA
+
+    class Keep(orig):
+        def run(self, *a, **k):
+            st = super().run(*a, **k)
+            box["solver"], box["state"] = self, st
+            return st
+
+    F.FISTA = Keep
+    try:
+        Z = xf.fuse(ds, reg, max_iter=iters, tol=1e-14, progress=False)
+    finally:
+        F.FISTA = orig
+    return box["solver"], box["state"], Z
+
+
+def _cases(s, x, xp, mu, P, g, gX, gY, v) -> dict:
+    """The pieces of one iteration, as callables."""
+
+    def vector_ops():
+        d = x - v
+        s_ = float(np.vdot(d, d / P)) + float(np.vdot(g, d))
+        y = np.maximum(x + 0.5 * (x - xp), 0.1 * x)
+        return s_, v - 1.0 * (P * g), y
+
+    return {
+        "forward": lambda: s.param.forward(x),
+        "loss+grad": lambda: (s.lossX.value_and_grad(mu[0]), s.lossY.value_and_grad(mu[1])),
+        "adjoint": lambda: s.param.adjoint(gX.astype(s.dtype), gY.astype(s.dtype)),
+        "metric": lambda: s.diagonal_metric(mu, x),
+        "prox": lambda: s.reg.prox(v, 1.0, P),
+        "vector ops": vector_ops,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--scenario", default="gaussian_1kev_rebin")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--regularizers", nargs="+", default=["w2d1d", "lrs"])
+    a = p.parse_args()
+    warnings.filterwarnings("ignore")
+    ds = xf.simulate.scenario(a.scenario, seed=0, scale=a.scale)
+    print(f"{a.scenario} scale {a.scale}: Z {ds.sizes['energy']}×{ds.sizes['y']}×{ds.sizes['x']}"
+          f", load average {os.getloadavg()[0]:.2f}")
+    for reg in a.regularizers:
+        s, st, _ = _capture(ds, reg, 22)
+        x, xp = st.x, st.x_prev
+        mu = s.param.forward(x)
+        P = s.diagonal_metric(mu, x)
+        _, gX = s.lossX.value_and_grad(mu[0])
+        _, gY = s.lossY.value_and_grad(mu[1])
+        g = s.param.adjoint(gX.astype(s.dtype), gY.astype(s.dtype))
+        v = x - P * g
+
+        cases = _cases(s, x, xp, mu, P, g, gX, gY, v)
+        times = {k: [] for k in cases}
+        for _ in range(a.repeat):
+            for k, fn in cases.items():
+                t = time.perf_counter()
+                fn()
+                times[k].append(1e3 * (time.perf_counter() - t))
+        per_it = {"forward": 2}
+        print(f"\n## {reg}  (unknowns {tuple(x.shape)}, {x.dtype})")
+        print(f"{'piece':>12} {'min ms':>8} {'median':>8} {'× per it':>9}")
+        total = 0.0
+        for k, ts in times.items():
+            n = per_it.get(k, 1)
+            total += n * min(ts)
+            print(f"{k:>12} {min(ts):8.1f} {np.median(ts):8.1f} {n:9d}")
+        print(f"{'sum':>12} {total:8.1f}")
+        _, _, Z = _capture(ds, reg, 22 + 20)
+        _, _, Z0 = _capture(ds, reg, 22)
+        it_ms = 1e3 * (Z.attrs["iteration_time"] - Z0.attrs["iteration_time"]) / 20
+        print(f"{'fuse, 20 it':>12} {it_ms:8.1f} ms per iteration (after the thresholds froze)"
+              f"; load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
