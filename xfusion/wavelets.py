@@ -613,18 +613,21 @@ class _SoftThreshold(_Consumer):
         if t is None:
             return
         lo, hi = self._bounds(t, band.dtype)
-        if self.l1 is not None:          # Σ t |soft(c)| with soft(c) = c - clip(c)
-            soft = _empty(self.ws, "l1", band.shape, band.dtype)
-            _clip(band, lo, hi, soft)
-            np.subtract(band, soft, out=soft)
-            np.abs(soft, out=soft)
-            if np.ndim(hi):
-                np.multiply(soft, hi, out=soft)
-                self.l1.append(float(soft.sum(dtype=np.float64)))
-            else:
-                self.l1.append(float(hi) * float(soft.sum(dtype=np.float64)))
-        _clip(band, lo, hi, band)
-        np.subtract(out, band, out=out)
+        if self.l1 is None:
+            _clip(band, lo, hi, band)
+            np.subtract(out, band, out=out)
+            return
+        # one clip serves both: out -= clip(c), and Σ t |soft(c)| with soft(c) = c - clip(c)
+        clipped = _empty(self.ws, "l1", band.shape, band.dtype)
+        _clip(band, lo, hi, clipped)
+        np.subtract(out, clipped, out=out)
+        np.subtract(band, clipped, out=band)
+        np.abs(band, out=band)
+        if np.ndim(hi):
+            np.multiply(band, hi, out=band)
+            self.l1.append(float(band.sum(dtype=np.float64)))
+        else:
+            self.l1.append(float(hi) * float(band.sum(dtype=np.float64)))
 
 
 def _clip(x: np.ndarray, lo, hi, out: np.ndarray) -> np.ndarray:
