@@ -54,6 +54,16 @@ class SmoothOnly(NoRegularizer):
         self.smooth = smooth
 
 
+def _first(r):
+    """The reconstruction of a ``(x, l1)`` task result."""
+    return r[0]
+
+
+def _l1_of(r):
+    """The l1 of a ``(x, l1)`` task result, as a one-element block."""
+    return np.full((1,) * r[0].ndim, r[1], np.float64)
+
+
 class StarletL1:
     r"""Weighted l1 norm of starlet detail coefficients, with noise-scaled thresholds.
 
@@ -161,17 +171,19 @@ class StarletL1:
         return x
 
     def _prox_dask(self, v, step: float, P=None):
-        """The same prox on a chunked ``v``, in explicit steps.
+        """The same prox on a chunked ``v``: the fused numpy pass, one task per chunk.
 
-        The fused numpy pass (threshold while reconstructing, l1 summed on the fly) keeps
-        per-voxel threshold maps and a Python-side l1 accumulator, neither of which can live
-        inside a dask task; here the coefficients are formed chunk by chunk (starlet halos in
-        :mod:`xfusion.wavelets`), soft-thresholded element-wise and summed back with the
-        starlet inverse — equal to the fused pass to rounding (its docstring's identity). The
-        l1 term is left lazy and computed only for the accepted step (:meth:`value`).
+        Each task receives its chunk of ``v`` and of the threshold map with the starlet's halo
+        (``2(2^J - 1)`` samples per filtered axis from the neighbours, none at the array's
+        ends, where the numpy starlet applies its own mirror boundary) and runs
+        :meth:`StarletBands.threshold` on it, so no coefficient block ever leaves its task
+        (building ``forward(v)`` as a dask array let dask hold the 12-band coefficients of
+        nearly every chunk at once). The threshold map is set to zero on the halo: there the
+        coefficients are kept unchanged and add nothing to the l1 sum, so the task's l1 counts
+        exactly its core, and the core of the reconstruction (pointwise in the coefficients,
+        which are exact on the core) is unaffected. The l1 term is left lazy and computed
+        only for the accepted step (:meth:`value`).
         """
-        import dask.array as da
-
         from ._dask import persist, to_dask
 
         if self.frozen and self.base is not None:
@@ -191,25 +203,69 @@ class StarletL1:
             self.base, = persist(base)
             base = self.base
             self.pbar = float(np.mean(step * P)) if P is not None else step
-        if base.shape != tuple(v.shape):
-            base = da.broadcast_to(base, v.shape)
-        g = np.asarray(self.T.noise_gains, dtype=v.dtype)
-        detail = np.zeros(self.T.n_bands, bool)
-        detail[self.T.detail_bands] = True
-        c = self.T.forward(v)                                    # (n_bands, *v.shape)
-        bshape = (-1,) + (1,) * v.ndim
-        t = g.reshape(bshape) * base[None]                       # band thresholds
-        soft = np.sign(c) * np.maximum(np.abs(c) - t, 0)
-        c_new = da.where(detail.reshape(bshape), soft, c)
-        x = self.T.inverse(c_new)
+        x, l1 = self._threshold_dask(v, base)
         if self.positive:
             x = np.maximum(x, 0)
-        if x.chunks != v.chunks:  # the starlet may merge chunks smaller than its halo
+        if x.chunks != v.chunks:  # chunks smaller than the halo were merged
             x = x.rechunk(v.chunks)
-        l1 = (da.where(detail.reshape(bshape), t * np.abs(soft), 0)).sum(dtype=np.float64)
-        x, l1 = persist(x, l1)  # one pass over the coefficients gives both
+        x, l1 = persist(x, l1)
         self._last = (x, (l1, self.pbar))
         return x
+
+    def _threshold_dask(self, v, base):
+        """``StarletBands.threshold`` of a dask ``v`` chunk by chunk: lazy ``(x, l1)``."""
+        import dask.array as da
+        from dask.array.overlap import ensure_minimum_chunksize, overlap
+
+        dt = np.dtype(v.dtype)
+        if not np.issubdtype(dt, np.floating):
+            dt = np.dtype(np.float64)
+        v = v.astype(dt)
+        base = da.asarray(base).astype(dt)
+        if base.shape != tuple(v.shape):
+            base = da.broadcast_to(base, v.shape)
+        dep: dict[int, int] = {}
+        merge: dict[int, object] = {}
+        for ax, D in self.T.T.depth(v.ndim).items():
+            if v.numblocks[ax] > 1 and D > 0:
+                if v.shape[ax] <= 2 * D:         # too short to be worth a halo: one chunk
+                    merge[ax] = -1
+                    continue
+                dep[ax] = D
+                if min(v.chunks[ax]) < D:
+                    merge[ax] = ensure_minimum_chunksize(D, v.chunks[ax])
+        if merge:
+            v = v.rechunk(merge)
+        base = base.rechunk(v.chunks)
+        nb = v.numblocks
+        if dep:
+            depth = {i: dep.get(i, 0) for i in range(v.ndim)}
+            none = {i: "none" for i in range(v.ndim)}
+            vo, bo = overlap(v, depth=depth, boundary=none), overlap(base, depth=depth,
+                                                                     boundary=none)
+        else:
+            vo, bo = v, base
+        T = self.T
+        g = [float(gb) for gb in T.noise_gains]
+        bands = list(T.detail_bands)
+
+        def task(vb, bb, block_info=None):
+            cl = block_info[0]["chunk-location"]
+            core = tuple(slice(dep.get(ax, 0) if cl[ax] > 0 else 0,
+                               vb.shape[ax] - (dep.get(ax, 0) if cl[ax] < nb[ax] - 1 else 0))
+                         for ax in range(vb.ndim))
+            t = np.zeros(vb.shape, dt)              # no thresholding (and no l1) on the halo
+            t[core] = bb[core]
+            x, l1 = T.threshold(np.ascontiguousarray(vb, dtype=dt),
+                                {b: (g[b], t) for b in bands})
+            return x[core], float(l1)
+
+        meta = np.empty((0,) * v.ndim, dt)
+        res = da.map_blocks(task, vo, bo, chunks=v.chunks, dtype=dt, meta=meta)
+        x = res.map_blocks(_first, chunks=v.chunks, dtype=dt, meta=meta)
+        l1 = res.map_blocks(_l1_of, chunks=tuple((1,) * n for n in nb), dtype=np.float64,
+                            meta=np.empty((0,) * v.ndim, np.float64))
+        return x, l1.sum(dtype=np.float64)
 
     def end_iteration(self, iteration: int) -> None:
         if not self.frozen and iteration >= self.adapt_iter:
