@@ -264,3 +264,28 @@ def test_starlet_prox_chunked_equals_numpy(kind, shape, chunks, k, per_slice):
         np.testing.assert_allclose(np.asarray(b.kmap.compute() if k == "auto" else b.kmap),
                                    a.kmap, rtol=1e-6)
         assert np.allclose(b.scale, a.scale, rtol=1e-6)
+
+
+@pytest.mark.parametrize("per_slice", [False, True])
+def test_starlet_estimate_samples_chunk_by_chunk(monkeypatch, per_slice):
+    """The lattice samples taken inside the chunks' tasks equal the global ones."""
+    import functools
+
+    import dask.array as da
+
+    import xfusion.wavelets as wv
+    from xfusion.regularizers import StarletL1
+    from xfusion.wavelets_bands import starlet_bands
+
+    monkeypatch.setattr(wv, "lattice_sample", functools.partial(wv.lattice_sample, n=97))
+    shape = (50, 23, 29)
+    rng = np.random.default_rng(2)
+    v = rng.random(shape) ** 3
+    P = rng.random(shape) + 0.5
+    a = StarletL1(starlet_bands("2d1d", 2, 2, shape), per_slice=per_slice)
+    b = StarletL1(starlet_bands("2d1d", 2, 2, shape), per_slice=per_slice)
+    a._estimate(v, np.sqrt(P))
+    with dask.config.set(scheduler="threads"):
+        b._estimate(da.from_array(v, chunks=(13, 9, 8)), np.sqrt(da.from_array(P, chunks=7)))
+        np.testing.assert_allclose(b.kmap.compute(), a.kmap, rtol=1e-10)
+    np.testing.assert_allclose(b.scale, a.scale, rtol=1e-10)

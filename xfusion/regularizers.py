@@ -59,6 +59,28 @@ def _first(r):
     return r[0]
 
 
+def _second(r):
+    """The second entry of a task result."""
+    return r[1]
+
+
+def _core(shape, cl, dep, nb):
+    """The core of a block of ``shape`` at chunk location ``cl`` (halos ``dep``, ``nb`` blocks)."""
+    return tuple(slice(dep.get(ax, 0) if cl[ax] > 0 else 0,
+                       shape[ax] - (dep.get(ax, 0) if cl[ax] < nb[ax] - 1 else 0))
+                 for ax in range(len(shape)))
+
+
+class _Lattice:
+    """Stands in for an array in :func:`~xfusion.wavelets.lattice_sample`: yields its index."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def __getitem__(self, idx):
+        return idx
+
+
 def _l1_of(r):
     """The l1 of a ``(x, l1)`` task result, as a one-element block."""
     return np.full((1,) * r[0].ndim, r[1], np.float64)
@@ -123,17 +145,22 @@ class StarletL1:
 
         c = self.T.forward(v)
         g = self.T.noise_gains
-        fin = self.T.finest(c) / v.dtype.type(g[0]) / sqrtP
         coarse = self.T.coarse(c)
         # both medians are taken over regular samples of ~10⁶ coefficients (the same on numpy
         # and dask); on dask only the samples come back to the client (one pass over the
-        # transform) and the k map is built chunk by chunk, staying on the workers
-        fin = lattice_sample(fin, keep_leading=self.per_slice)
-        amp = lattice_sample(abs(coarse))
-        if is_dask(fin):
+        # transform, each chunk's coefficients sampled inside its task) and the k map is built
+        # chunk by chunk, staying on the workers
+        if is_dask(v):
             import dask
 
+            fin, amp = self._samples_dask(v)
+            fin = fin / v.dtype.type(g[0]) / (lattice_sample(sqrtP, keep_leading=self.per_slice)
+                                              if np.ndim(sqrtP) else sqrtP)
             fin, amp = dask.compute(fin, amp)
+        else:
+            fin = self.T.finest(c) / v.dtype.type(g[0]) / sqrtP
+            fin = lattice_sample(fin, keep_leading=self.per_slice)
+            amp = lattice_sample(abs(coarse))
         nz = amp[amp > 0]
         reference = float(np.median(nz)) if nz.size else 0.0
         if self.per_slice:
@@ -145,6 +172,77 @@ class StarletL1:
             self.kmap = km.astype(v.dtype) if is_dask(km) else np.asarray(km, v.dtype)
         else:
             self.kmap = float(self.k)
+
+    def _samples_dask(self, v):
+        """The lattice samples of the finest band and of |coarse| of a chunked ``v``, lazily.
+
+        One task per chunk (with the starlet's halo) forms the chunk's coefficients and keeps
+        only the lattice points (:func:`~xfusion.wavelets.lattice_sample`'s global strides)
+        that fall in its core, so no coefficient block leaves its task.
+        """
+        import dask.array as da
+
+        from .wavelets import lattice_sample
+
+        shape = tuple(int(d) for d in v.shape)
+
+        def steps(**kw):
+            idx = lattice_sample(_Lattice(shape), **kw)
+            if isinstance(idx, _Lattice):            # small enough: every entry
+                return (1,) * len(shape)
+            return tuple(sl.step or 1 for sl in idx)
+
+        fst, ast = steps(keep_leading=self.per_slice), steps()
+        v, vo, dep, nb = self._halo(v)
+        starts = [np.concatenate([[0], np.cumsum(ch)]).astype(int) for ch in v.chunks]
+
+        def local(st, ax, i):
+            s0, s1 = starts[ax][i], starts[ax][i + 1]
+            return slice((-s0) % st, s1 - s0, st)
+
+        def counts(st):
+            return tuple(tuple(len(range(*local(st[ax], ax, i).indices(n)))
+                               for i, n in enumerate(v.chunks[ax])) for ax in range(v.ndim))
+
+        T = self.T
+
+        def task(vb, block_info=None):
+            cl = block_info[0]["chunk-location"]
+            core = _core(vb.shape, cl, dep, nb)
+            c = T.forward(np.ascontiguousarray(vb))
+            fl = tuple(local(fst[ax], ax, i) for ax, i in enumerate(cl))
+            al = tuple(local(ast[ax], ax, i) for ax, i in enumerate(cl))
+            return (np.array(T.finest(c)[core][fl]), np.abs(T.coarse(c)[core][al]))
+
+        dt = np.dtype(v.dtype)
+        meta = np.empty((0,) * v.ndim, dt)
+        res = da.map_blocks(task, vo, chunks=v.chunks, dtype=dt, meta=meta)
+        fin = res.map_blocks(_first, chunks=counts(fst), dtype=dt, meta=meta)
+        amp = res.map_blocks(_second, chunks=counts(ast), dtype=dt, meta=meta)
+        return fin, amp
+
+    def _halo(self, v):
+        """``v`` (small chunks merged), its chunks with the starlet's halo, the depths, the
+        number of blocks."""
+        from dask.array.overlap import ensure_minimum_chunksize, overlap
+
+        dep: dict[int, int] = {}
+        merge: dict[int, object] = {}
+        for ax, D in self.T.T.depth(v.ndim).items():
+            if v.numblocks[ax] > 1 and D > 0:
+                if v.shape[ax] <= 2 * D:         # too short to be worth a halo: one chunk
+                    merge[ax] = -1
+                    continue
+                dep[ax] = D
+                if min(v.chunks[ax]) < D:
+                    merge[ax] = ensure_minimum_chunksize(D, v.chunks[ax])
+        if merge:
+            v = v.rechunk(merge)
+        vo = v
+        if dep:
+            vo = overlap(v, depth={i: dep.get(i, 0) for i in range(v.ndim)},
+                         boundary={i: "none" for i in range(v.ndim)})
+        return v, vo, dep, v.numblocks
 
     def prox(self, v, step: float, P=None):
         if is_dask(v):
@@ -215,45 +313,26 @@ class StarletL1:
     def _threshold_dask(self, v, base):
         """``StarletBands.threshold`` of a dask ``v`` chunk by chunk: lazy ``(x, l1)``."""
         import dask.array as da
-        from dask.array.overlap import ensure_minimum_chunksize, overlap
+        from dask.array.overlap import overlap
 
         dt = np.dtype(v.dtype)
         if not np.issubdtype(dt, np.floating):
             dt = np.dtype(np.float64)
-        v = v.astype(dt)
+        v, vo, dep, nb = self._halo(v.astype(dt))
         base = da.asarray(base).astype(dt)
         if base.shape != tuple(v.shape):
             base = da.broadcast_to(base, v.shape)
-        dep: dict[int, int] = {}
-        merge: dict[int, object] = {}
-        for ax, D in self.T.T.depth(v.ndim).items():
-            if v.numblocks[ax] > 1 and D > 0:
-                if v.shape[ax] <= 2 * D:         # too short to be worth a halo: one chunk
-                    merge[ax] = -1
-                    continue
-                dep[ax] = D
-                if min(v.chunks[ax]) < D:
-                    merge[ax] = ensure_minimum_chunksize(D, v.chunks[ax])
-        if merge:
-            v = v.rechunk(merge)
         base = base.rechunk(v.chunks)
-        nb = v.numblocks
+        bo = base
         if dep:
-            depth = {i: dep.get(i, 0) for i in range(v.ndim)}
-            none = {i: "none" for i in range(v.ndim)}
-            vo, bo = overlap(v, depth=depth, boundary=none), overlap(base, depth=depth,
-                                                                     boundary=none)
-        else:
-            vo, bo = v, base
+            bo = overlap(base, depth={i: dep.get(i, 0) for i in range(v.ndim)},
+                         boundary={i: "none" for i in range(v.ndim)})
         T = self.T
         g = [float(gb) for gb in T.noise_gains]
         bands = list(T.detail_bands)
 
         def task(vb, bb, block_info=None):
-            cl = block_info[0]["chunk-location"]
-            core = tuple(slice(dep.get(ax, 0) if cl[ax] > 0 else 0,
-                               vb.shape[ax] - (dep.get(ax, 0) if cl[ax] < nb[ax] - 1 else 0))
-                         for ax in range(vb.ndim))
+            core = _core(vb.shape, block_info[0]["chunk-location"], dep, nb)
             t = np.zeros(vb.shape, dt)              # no thresholding (and no l1) on the halo
             t[core] = bb[core]
             x, l1 = T.threshold(np.ascontiguousarray(vb, dtype=dt),
