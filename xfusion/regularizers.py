@@ -143,9 +143,7 @@ class StarletL1:
     def _estimate(self, v, sqrtP) -> None:
         from .wavelets import brightness_k, lattice_sample, mad_sigma
 
-        c = self.T.forward(v)
         g = self.T.noise_gains
-        coarse = self.T.coarse(c)
         # both medians are taken over regular samples of ~10⁶ coefficients (the same on numpy
         # and dask); on dask only the samples come back to the client (one pass over the
         # transform, each chunk's coefficients sampled inside its task) and the k map is built
@@ -157,7 +155,10 @@ class StarletL1:
             fin = fin / v.dtype.type(g[0]) / (lattice_sample(sqrtP, keep_leading=self.per_slice)
                                               if np.ndim(sqrtP) else sqrtP)
             fin, amp = dask.compute(fin, amp)
+            coarse = self._coarse_dask(v)
         else:
+            c = self.T.forward(v)
+            coarse = self.T.coarse(c)
             fin = self.T.finest(c) / v.dtype.type(g[0]) / sqrtP
             fin = lattice_sample(fin, keep_leading=self.per_slice)
             amp = lattice_sample(abs(coarse))
@@ -220,6 +221,21 @@ class StarletL1:
         fin = res.map_blocks(_first, chunks=counts(fst), dtype=dt, meta=meta)
         amp = res.map_blocks(_second, chunks=counts(ast), dtype=dt, meta=meta)
         return fin, amp
+
+    def _coarse_dask(self, v):
+        """The coarse band of a chunked ``v``, lazily, formed chunk by chunk in one task each."""
+        import dask.array as da
+
+        v, vo, dep, nb = self._halo(v)
+        T = self.T
+
+        def task(vb, block_info=None):
+            core = _core(vb.shape, block_info[0]["chunk-location"], dep, nb)
+            return np.array(T.coarse(T.forward(np.ascontiguousarray(vb)))[core])
+
+        dt = np.dtype(v.dtype) if np.issubdtype(v.dtype, np.floating) else np.dtype(np.float64)
+        return da.map_blocks(task, vo, chunks=v.chunks, dtype=dt,
+                             meta=np.empty((0,) * v.ndim, dt))
 
     def _halo(self, v):
         """``v`` (small chunks merged), its chunks with the starlet's halo, the depths, the
