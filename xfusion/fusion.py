@@ -121,7 +121,7 @@ def fuse(
     regularizer: Regularizer = "w2d1d",
     *,
     rank: int = 10,
-    mu_sobolev: float = 1e-2,
+    mu_sobolev: float = 3e-4,
     k: float | Literal["auto"] = "auto",
     k_range: tuple[float, float] | None = None,
     J2: int = 2,
@@ -165,7 +165,7 @@ def fuse(
         Subspace dimension of the low-rank regularizers (paper: 10).
     mu_sobolev : float
         Sobolev weight μ_D, in units of the data term's mean curvature (so that it does not
-        depend on exposure or flux units). Default 1e-2, chosen by measurement
+        depend on exposure or flux units). Default 3e-4, chosen by measurement
         (docs/solver.md); the paper's 0.03 was in the units of its own code.
     k : float or "auto"
         Wavelet threshold in units of the one-step noise (see :class:`StarletL1`);
