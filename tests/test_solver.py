@@ -135,6 +135,14 @@ def test_k_range_is_checked_and_defaults_per_regularizer():
     assert (Z.attrs["k_min"], Z.attrs["k_max"]) == xf.fusion.DEFAULT_K_RANGE["w2d1d"]
 
 
+@pytest.mark.parametrize("floor", [0.0, 1.0, -0.5])
+def test_momentum_floor_out_of_range_is_refused(floor):
+    ds = consistent_problem(L=12, l=4, M=6, N=6, counts=300, noise=True)
+    with pytest.raises(ValueError, match="momentum_floor"):
+        FISTA(FullCube(xf.forward_model(ds)), ds.X.values, ds.Y.values, NoRegularizer(True),
+              momentum_floor=floor)
+
+
 def test_two_step_metrics_reach_the_same_objective():
     ds = consistent_problem(L=12, l=4, M=6, N=6, counts=300, noise=True)
     a = _solve(ds, momentum=True, metric="em")

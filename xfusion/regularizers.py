@@ -239,25 +239,10 @@ class StarletL1:
 
     def _halo(self, v):
         """``v`` (small chunks merged), its chunks with the starlet's halo, the depths, the
-        number of blocks."""
-        from dask.array.overlap import ensure_minimum_chunksize, overlap
+        number of blocks (:func:`xfusion.wavelets.halo_blocks`)."""
+        from .wavelets import halo_blocks
 
-        dep: dict[int, int] = {}
-        merge: dict[int, object] = {}
-        for ax, D in self.T.T.depth(v.ndim).items():
-            if v.numblocks[ax] > 1 and D > 0:
-                if v.shape[ax] <= 2 * D:         # too short to be worth a halo: one chunk
-                    merge[ax] = -1
-                    continue
-                dep[ax] = D
-                if min(v.chunks[ax]) < D:
-                    merge[ax] = ensure_minimum_chunksize(D, v.chunks[ax])
-        if merge:
-            v = v.rechunk(merge)
-        vo = v
-        if dep:
-            vo = overlap(v, depth={i: dep.get(i, 0) for i in range(v.ndim)},
-                         boundary={i: "none" for i in range(v.ndim)})
+        v, vo, dep = halo_blocks(v, self.T.T.depth(v.ndim))
         return v, vo, dep, v.numblocks
 
     def prox(self, v, step: float, P=None):

@@ -411,8 +411,8 @@ class FISTA:
                     st.step *= 0.5
                     continue
                 # slack: expected counts are held in the working precision (float32 by
-                # default), so f is known to ~eps·|f|; a stricter test halves the step on
-                # rounding noise (measured: lrs collapsed to a 1e-6 step after a restart)
+                # default), so f is known only to ~eps·|f|; a stricter test could fail on
+                # rounding alone
                 gd = _vdot(g, d)
                 bound = f_y + gd + dd / (2 * st.step)
                 if f_new <= bound + self._slack * abs(f_y) or dd == 0:

@@ -692,6 +692,34 @@ def _out(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> np.
 # ----------------------------------------------------------------------------------------------
 # dask driver: one overlap with explicit depth, then map_blocks that knows the global edges
 # ----------------------------------------------------------------------------------------------
+def halo_blocks(x, depth: dict[int, int]):
+    """Plan the halo exchange of dask array ``x`` for a filter of ``depth[axis]`` samples.
+
+    Axes in one chunk need no halo; an axis no longer than twice its depth becomes one chunk;
+    chunks smaller than the depth are merged (``ensure_minimum_chunksize``). Returns
+    ``(x, xo, dep)``: ``x`` rechunked, ``xo`` with each chunk extended by its neighbours'
+    samples (``boundary='none'``: nothing is added at the array's ends, where the numpy
+    kernel applies the exact boundary) and ``dep`` the depths actually used.
+    """
+    from dask.array.overlap import ensure_minimum_chunksize, overlap
+
+    dep: dict[int, int] = {}
+    new_chunks: dict[int, Any] = {}
+    for ax, D in depth.items():
+        if x.numblocks[ax] > 1 and D > 0:
+            if x.shape[ax] <= 2 * D:              # too short to be worth a halo: one chunk
+                new_chunks[ax] = -1
+                continue
+            dep[ax] = D
+            if min(x.chunks[ax]) < D:
+                new_chunks[ax] = ensure_minimum_chunksize(D, x.chunks[ax])
+    if new_chunks:
+        x = x.rechunk(new_chunks)
+    xo = overlap(x, depth={i: dep.get(i, 0) for i in range(x.ndim)},
+                 boundary={i: "none" for i in range(x.ndim)}) if dep else x
+    return x, xo, dep
+
+
 def _dask_apply(x, axes: Sequence[int], depth: dict[int, int], n_lead_in: int,
                 lead_out: tuple[int, ...], kernel: Callable, dtype: np.dtype):
     """Run ``kernel(block, edges, core, loc)`` on every chunk of dask array ``x`` with halos.
@@ -705,29 +733,13 @@ def _dask_apply(x, axes: Sequence[int], depth: dict[int, int], n_lead_in: int,
     of slices over the data axes), and returns the core with ``lead_out`` leading axes.
     """
     import dask.array as da
-    from dask.array.overlap import ensure_minimum_chunksize, overlap
 
     x = x.astype(dtype)
     if n_lead_in:
         x = x.rechunk({i: -1 for i in range(n_lead_in)})
-    dep: dict[int, int] = {}
-    new_chunks: dict[int, Any] = {}
-    for ax in axes:
-        axx = ax + n_lead_in
-        D = depth[ax]
-        if x.numblocks[axx] > 1 and D > 0:
-            if x.shape[axx] <= 2 * D:            # too short to be worth a halo: one chunk
-                new_chunks[axx] = -1
-                continue
-            dep[axx] = D
-            if min(x.chunks[axx]) < D:
-                new_chunks[axx] = ensure_minimum_chunksize(D, x.chunks[axx])
-    if new_chunks:
-        x = x.rechunk(new_chunks)
+    x, xo, dep = halo_blocks(x, {ax + n_lead_in: depth[ax] for ax in axes})
     data_chunks = x.chunks[n_lead_in:]
     starts = [np.concatenate([[0], np.cumsum(c)]).astype(int) for c in data_chunks]
-    xo = overlap(x, depth={i: dep.get(i, 0) for i in range(x.ndim)},
-                 boundary={i: "none" for i in range(x.ndim)}) if dep else x
     nb = x.numblocks
 
     def fn(block, block_info=None):
@@ -1322,6 +1334,10 @@ class Starlet2D1D(_Starlet):
 # ----------------------------------------------------------------------------------------------
 # prox helpers
 # ----------------------------------------------------------------------------------------------
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % p for p in range(2, int(n ** 0.5) + 1))
+
+
 def subsample(a, n: int = 1 << 20) -> np.ndarray:
     """About ``n`` entries of ``a`` (flattened) on a regular stride, for quantile estimates.
 
@@ -1335,7 +1351,7 @@ def subsample(a, n: int = 1 << 20) -> np.ndarray:
         return flat
     step = max(2, flat.size // n)
     while True:
-        if all(step % p for p in range(2, int(step ** 0.5) + 1)) and \
+        if _is_prime(step) and \
                 all(d % step for d in shape if d > 1):
             return flat[::step]
         step += 1
@@ -1445,7 +1461,7 @@ def lattice_sample(a, n: int = 1 << 20, keep_leading: bool = False):
     f = (total / n) ** (1.0 / max(len(axes), 1))
     idx = [slice(None)] * len(shape)
     def good(step, d):
-        return step >= 2 and d % step != 0 and all(step % p for p in range(2, int(step**0.5) + 1))
+        return d % step != 0 and _is_prime(step)
 
     for i in axes:
         step = int(round(f))
