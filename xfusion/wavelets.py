@@ -62,6 +62,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import _starlet_jit
+
 __all__ = [
     "B3_KERNEL",
     "Starlet1D",
@@ -1327,6 +1329,15 @@ class Starlet2D1D(_Starlet):
         return _adjoint_2d1d_seg(c, self.J2, self.J1, edges, core, self.boundary, out, ws)
 
     def _kfilter(self, x, edges, core, consumer, out, ws):
+        if type(consumer) is _SoftThreshold and _starlet_jit.available():
+            # compiled fused pass (optional numba; same map, see xfusion._starlet_jit)
+            l1 = _starlet_jit.threshold_2d1d_seg(
+                np.ascontiguousarray(x), self.J2, self.J1, edges, core, self.boundary,
+                consumer.thresh, functools.partial(_slice_like, loc=consumer.loc), out,
+                consumer.l1 is not None)
+            if consumer.l1 is not None:
+                consumer.l1.append(l1)
+            return out
         return _filter_2d1d_seg(x, self.J2, self.J1, edges, core, self.boundary, consumer,
                                 out, ws)
 

@@ -1,0 +1,84 @@
+"""The compiled 2-D–1-D threshold (optional numba) against the numpy kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xfusion.wavelets as W
+from xfusion import _starlet_jit as J
+
+pytest.importorskip("numba")
+
+
+def rand(shape, dtype=np.float64, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("boundary", ["mirror", "reflect"])
+def test_gather_table_is_the_folded_operator(boundary):
+    for n in (1, 2, 3, 4, 7, 12, 25, 40):
+        for d in (1, 2, 4):
+            for lo in (True, False):
+                for hi in (True, False):
+                    try:
+                        M = W._local_matrix(n, d, lo, hi, boundary, False)
+                    except ValueError:
+                        with pytest.raises(ValueError, match="too short"):
+                            J.smooth_table(n, d, lo, hi, boundary, "<f8")
+                        continue
+                    idx, w, off = J.smooth_table(n, d, lo, hi, boundary, "<f8")
+                    D = np.zeros_like(M)
+                    for i in range(idx.shape[0]):
+                        np.add.at(D[i], idx[i], w[i])
+                    np.testing.assert_allclose(D, M, atol=1e-15, err_msg=(n, d, lo, hi))
+                    assert off == (0 if lo else 2 * d)
+
+
+def _thresholds(T, shape, seed=1):
+    """One of each kind: (factor, map), a second map, a broadcast array, a scalar, None."""
+    rng = np.random.default_rng(seed)
+    m1 = rng.random(shape) * 0.6
+    m2 = rng.random(shape) * 0.4
+    per_e = np.linspace(0.1, 0.5, shape[0]).reshape(-1, 1, 1)
+    th = {}
+    for n, (b, j) in enumerate(np.ndindex(T.J2 + 1, T.J1 + 1)):
+        if (b, j) == T.coarse_index:
+            continue
+        th[(b, j)] = [(0.7, m1), (1.3, m2), per_e, 0.2, None][n % 5]
+    return th
+
+
+@pytest.mark.parametrize("shape", [(37, 10, 9), (64, 1, 1), (5, 3, 4), (90, 16, 13)])
+@pytest.mark.parametrize("boundary", ["mirror", "reflect"])
+def test_jit_threshold_equals_numpy(shape, boundary, monkeypatch):
+    monkeypatch.setattr(W, "_BLOCK_ELEMS", 300)      # many energy blocks with halos
+    T = W.Starlet2D1D(2, 3, boundary)
+    z = rand(shape)
+    th = _thresholds(T, shape)
+    monkeypatch.setenv("XFUSION_JIT", "0")
+    assert not J.available()
+    ref, l1_ref = T.threshold(z, th, return_l1=True)
+    monkeypatch.setenv("XFUSION_JIT", "1")
+    assert J.available()
+    got, l1 = T.threshold(z, th, return_l1=True)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    assert l1 == pytest.approx(l1_ref, rel=1e-12)
+    # float32 in, float32 out, same map to float32 rounding
+    got32 = T.threshold(z.astype(np.float32), th)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, ref, atol=2e-5 * np.abs(ref).max())
+
+
+def test_jit_threshold_on_dask_chunks_with_spatial_halos(monkeypatch):
+    da = pytest.importorskip("dask.array")
+    T = W.Starlet2D1D(2, 3)
+    z = rand((53, 29, 31))
+    base = np.random.default_rng(4).random(z.shape) * 0.5
+    g = T.noise_gains
+    th = {(b, j): (float(g[b, j]), base) for b, j in np.ndindex(3, 4) if (b, j) != (2, 3)}
+    monkeypatch.setenv("XFUSION_JIT", "0")
+    ref = T.threshold(z, th)
+    monkeypatch.setenv("XFUSION_JIT", "1")
+    got = T.threshold(da.from_array(z, chunks=(17, 12, 11)), th).compute(scheduler="sync")
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)

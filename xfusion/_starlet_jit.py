@@ -1,0 +1,321 @@
+r"""Compiled kernel for the 2-D–1-D starlet prox (soft threshold and reconstruct), via numba.
+
+Optional: used by :meth:`xfusion.wavelets.Starlet2D1D.threshold` when `numba
+<https://numba.pydata.org>`_ is installed (``pip install xfusion[fast]``) and
+``XFUSION_JIT`` is not ``0``; otherwise the numpy kernels of :mod:`xfusion.wavelets` run. Both
+compute the same map,
+
+.. math::
+
+    x = z - \sum_{(b, j) \ne (J_2, J_1)} \operatorname{clip}(c_{b,j}(z), -t_{b,j}, t_{b,j}),
+
+with :math:`c_{b,j}` the 2-D–1-D starlet bands (see :class:`xfusion.wavelets.Starlet2D1D`); the
+numpy version needs about eight passes over memory per band (differences, two clips, the
+update, the weighted l1), this one computes each spectral smoothing and thresholds the band it
+completes in the same loop, so the whole prox costs the spatial smoothing plus
+:math:`(J_2 + 1) J_1` fused passes.
+
+Each one-dimensional smoothing is a gather through a small table ``(idx, w)`` of shape
+``(n_out, 5)``: output row ``i`` is :math:`\sum_k w_{ik}\, x_{\mathrm{idx}_{ik}}`, where the
+table holds the B3 taps with the boundary folded in exactly as
+:func:`xfusion.wavelets._local_matrix` does (the tests compare the two), including the
+"valid" rows of a segment whose side is a halo.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+
+try:  # pragma: no cover - exercised when numba is installed
+    import numba
+except ImportError:  # pragma: no cover
+    numba = None
+
+__all__ = ["available", "smooth_table", "threshold_2d1d_seg"]
+
+B3 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+
+
+def available() -> bool:
+    """True when numba imports and ``XFUSION_JIT`` is not ``"0"`` (read at every call)."""
+    return numba is not None and os.environ.get("XFUSION_JIT", "1") != "0"
+
+
+@lru_cache(maxsize=256)
+def smooth_table(n: int, d: int, lo: bool, hi: bool, boundary: str,
+                 dtype: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Gather table of one dilated B3 smoothing on a segment of ``n`` samples.
+
+    Same convention as :func:`xfusion.wavelets._local_matrix`: a side flagged ``True`` is a
+    true boundary (folded, ``"mirror"`` or ``"reflect"``), a side flagged ``False`` a halo
+    (``2d`` fewer outputs there). Returns ``(idx, w, off)``: ``idx`` and ``w`` of shape
+    ``(n_out, 5)`` (taps that fold onto the same sample are merged; unused slots have weight
+    0 and index of a valid sample) and ``off``, the segment position of output row 0.
+    """
+    from .wavelets import _fold
+
+    pad_lo = 0 if lo else 4 * d + 2
+    pad_hi = 0 if hi else 4 * d + 2
+    nv = n + pad_lo + pad_hi
+    r0 = pad_lo + (0 if lo else 2 * d)
+    r1 = pad_lo + n - (0 if hi else 2 * d)
+    if r1 <= r0:
+        raise ValueError(f"segment of {n} samples is too short for a valid smoothing at "
+                         f"dilation {d}")
+    rows = np.arange(r0, r1)
+    cols = _fold(rows[:, None] + d * np.arange(-2, 3)[None, :], nv, boundary) - pad_lo
+    if cols.min() < 0 or cols.max() >= n:
+        raise AssertionError("internal error: smoothing table leaves the segment")
+    idx = np.empty_like(cols)
+    w = np.zeros(cols.shape)
+    for i in range(cols.shape[0]):
+        u, inv = np.unique(cols[i], return_inverse=True)
+        idx[i, :u.size] = u
+        idx[i, u.size:] = u[0]
+        np.add.at(w[i], inv, B3)
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    w = np.ascontiguousarray(w, dtype=dtype)
+    idx.setflags(write=False)
+    w.setflags(write=False)
+    return idx, w, r0 - pad_lo
+
+
+if numba is not None:  # pragma: no branch
+    _jit_fast = numba.njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
+
+    @_jit_fast
+    def _smooth_plane(src, iy, wy, ix, wx, ia, ib, d, q, h, tmp, dst):  # pragma: no cover
+        """Separable 2-D smoothing of every plane: ``dst[e] = G_x G_y src[e]``.
+
+        ``(iy, wy)`` and ``(ix, wx)`` are the gather tables of the two axes; along x the
+        outputs ``ia ≤ i < ib`` are the plain stencil (source ``i + q + (k - 2) d``) and are
+        computed without the table from the taps ``h`` (B3, in the data's dtype). ``tmp`` is one
+        plane of scratch.
+        """
+        ne = dst.shape[0]
+        h0, h1, h2 = h[0], h[1], h[2]
+        ny, nx = tmp.shape[0], src.shape[2]
+        nxo = dst.shape[2]
+        flat = q == 0 and nxo == nx and ia >= 2 * d and nx - ib >= 2 * d
+        for e in range(ne):
+            se = src[e]
+            for i in range(ny):
+                j0, j1, j2, j3, j4 = iy[i, 0], iy[i, 1], iy[i, 2], iy[i, 3], iy[i, 4]
+                w0, w1, w2, w3, w4 = wy[i, 0], wy[i, 1], wy[i, 2], wy[i, 3], wy[i, 4]
+                s0, s1, s2, s3, s4 = se[j0], se[j1], se[j2], se[j3], se[j4]
+                t = tmp[i]
+                for p in range(nx):
+                    t[p] = w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p] + w4 * s4[p]
+            de = dst[e]
+            if flat:
+                # the stencil over the flattened plane (long contiguous loop); the columns
+                # where it wraps into the next row are in [0, ia) ∪ [ib, nx), redone below
+                tf_ = tmp.ravel()
+                of_ = de.ravel()
+                for k in range(2 * d, ny * nx - 2 * d):
+                    of_[k] = (h2 * tf_[k] + h1 * (tf_[k - d] + tf_[k + d])
+                              + h0 * (tf_[k - 2 * d] + tf_[k + 2 * d]))
+            for r in range(ny):
+                t = tmp[r]
+                o = de[r]
+                for i in range(ia):
+                    o[i] = (wx[i, 0] * t[ix[i, 0]] + wx[i, 1] * t[ix[i, 1]]
+                            + wx[i, 2] * t[ix[i, 2]] + wx[i, 3] * t[ix[i, 3]]
+                            + wx[i, 4] * t[ix[i, 4]])
+                for i in range(ia, ib if not flat else ia):
+                    k = i + q
+                    o[i] = (h2 * t[k] + h1 * (t[k - d] + t[k + d])
+                            + h0 * (t[k - 2 * d] + t[k + 2 * d]))
+                for i in range(ib, nxo):
+                    o[i] = (wx[i, 0] * t[ix[i, 0]] + wx[i, 1] * t[ix[i, 1]]
+                            + wx[i, 2] * t[ix[i, 2]] + wx[i, 3] * t[ix[i, 3]]
+                            + wx[i, 4] * t[ix[i, 4]])
+
+    @_jit_fast
+    def _smooth_threshold(src, so, idx, w, dst, do, c0, c1, tmap, tf, thr_band, thr_dst,
+                          tf_dst, out):  # pragma: no cover - compiled
+        r"""One spectral smoothing ``dst = G src`` fused with the thresholding of the band
+        ``src - dst`` (``thr_band``) and of ``dst`` itself (``thr_dst``) on the core rows.
+
+        Arrays are ``(rows, P)``; ``src``/``dst`` row ``i`` is segment row ``i + so`` /
+        ``i + do``; the core is segment rows ``[c0, c1)`` (``out`` and ``tmap`` rows
+        ``0 … c1 - c0``). Thresholds are ``tf · tmap`` and ``tf_dst · tmap``. Subtracts the
+        clipped coefficients from ``out`` and returns :math:`\sum t\,|\mathrm{soft}|`.
+        """
+        nd, P = dst.shape
+        l1 = 0.0
+        for i in range(nd):
+            j0, j1, j2, j3, j4 = idx[i, 0], idx[i, 1], idx[i, 2], idx[i, 3], idx[i, 4]
+            w0, w1, w2, w3, w4 = w[i, 0], w[i, 1], w[i, 2], w[i, 3], w[i, 4]
+            s0, s1, s2, s3, s4 = src[j0], src[j1], src[j2], src[j3], src[j4]
+            o = dst[i]
+            g = i + do
+            if g < c0 or g >= c1 or not (thr_band or thr_dst):
+                for p in range(P):
+                    o[p] = w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p] + w4 * s4[p]
+                continue
+            r = g - c0
+            sc = src[g - so]
+            acc = out[r]
+            tm = tmap[r]
+            part = tm[0] * 0
+            if thr_band and thr_dst:
+                for p in range(P):
+                    v = w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p] + w4 * s4[p]
+                    o[p] = v
+                    t = tf * tm[p]
+                    c = sc[p] - v
+                    cl = min(max(c, -t), t)
+                    t2 = tf_dst * tm[p]
+                    cl2 = min(max(v, -t2), t2)
+                    acc[p] -= cl + cl2
+                    part += t * abs(c - cl) + t2 * abs(v - cl2)
+            elif thr_band:
+                for p in range(P):
+                    v = w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p] + w4 * s4[p]
+                    o[p] = v
+                    t = tf * tm[p]
+                    c = sc[p] - v
+                    cl = min(max(c, -t), t)
+                    acc[p] -= cl
+                    part += t * abs(c - cl)
+            else:
+                for p in range(P):
+                    v = w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p] + w4 * s4[p]
+                    o[p] = v
+                    t2 = tf_dst * tm[p]
+                    cl2 = min(max(v, -t2), t2)
+                    acc[p] -= cl2
+                    part += t2 * abs(v - cl2)
+            l1 += part
+        return l1
+
+
+@lru_cache(maxsize=4)
+def _taps(dtype: str) -> np.ndarray:
+    return B3.astype(dtype)
+
+
+@lru_cache(maxsize=256)
+def _plain_range(n: int, d: int, lo: bool, hi: bool, boundary: str) -> tuple[int, int]:
+    """Output rows ``[ia, ib)`` of :func:`smooth_table` that are the unfolded stencil."""
+    idx, w, off = smooth_table(n, d, lo, hi, boundary, "<f8")
+    i = np.arange(idx.shape[0])
+    plain = np.all(idx == (i + off)[:, None] + d * np.arange(-2, 3)[None, :], axis=1)
+    plain &= np.all(w == B3[None, :], axis=1)
+    if not plain.any():
+        return 0, 0
+    ia = int(np.argmax(plain))
+    ib = idx.shape[0] - int(np.argmax(plain[::-1]))
+    if not plain[ia:ib].all():  # pragma: no cover - the folded rows are at the ends
+        return 0, 0
+    return ia, ib
+
+
+def _spatial(x, J2, edges, core, boundary):
+    """2-D bands ``(J2 + 1, E, m, n)`` of segment ``x`` on the spatial core."""
+    dt = x.dtype
+    cur, off = x, [0, 0]
+    levels = [(x, [0, 0])]
+    for j in range(1, J2 + 1):
+        d = 1 << (j - 1)
+        iy, wy, oy = smooth_table(cur.shape[1], d, *edges[1], boundary, dt.str)
+        ix, wx, ox = smooth_table(cur.shape[2], d, *edges[2], boundary, dt.str)
+        ia, ib = _plain_range(cur.shape[2], d, *edges[2], boundary)
+        nxt = np.empty((cur.shape[0], iy.shape[0], ix.shape[0]), dt)
+        tmp = np.empty((iy.shape[0], cur.shape[2]), dt)
+        _smooth_plane(cur, iy, wy, ix, wx, ia, ib, d, ox, _taps(dt.str), tmp, nxt)
+        off = [off[0] + oy, off[1] + ox]
+        levels.append((nxt, off))
+        cur = nxt
+    (r0, r1), (q0, q1) = core[1], core[2]
+    b2 = np.empty((J2 + 1, x.shape[0], r1 - r0, q1 - q0), dt)
+    for j in range(J2):
+        (a, oa), (b, ob) = levels[j], levels[j + 1]
+        np.subtract(a[:, r0 - oa[0]:r1 - oa[0], q0 - oa[1]:q1 - oa[1]],
+                    b[:, r0 - ob[0]:r1 - ob[0], q0 - ob[1]:q1 - ob[1]], out=b2[j])
+    c, oc = levels[J2]
+    np.copyto(b2[J2], c[:, r0 - oc[0]:r1 - oc[0], q0 - oc[1]:q1 - oc[1]])
+    return b2
+
+
+def threshold_2d1d_seg(x: np.ndarray, J2: int, J1: int, edges, core, boundary: str,
+                       thresh, restrict, out: np.ndarray, want_l1: bool) -> float:
+    """Soft-threshold-and-reconstruct one segment (see the module notes).
+
+    ``x`` is the segment with its halos, C-contiguous; ``edges``/``core`` as in
+    :func:`xfusion.wavelets._filter_2d1d_seg`; ``thresh((b, j))`` returns ``None``, a scalar,
+    an array or ``(factor, array)`` (arrays broadcastable to the whole data), and
+    ``restrict(array)`` cuts an array down to this segment's core. Writes ``out`` and returns
+    the weighted l1 of the kept parts (0 unless ``want_l1``).
+    """
+    dt = x.dtype
+    (c0, c1) = core[0]
+    b2 = _spatial(x, J2, edges, core, boundary)
+    np.copyto(out, x[c0:c1, core[1][0]:core[1][1], core[2][0]:core[2][1]])
+    E = x.shape[0]
+    P = out.shape[1] * out.shape[2]
+    out2 = out.reshape(c1 - c0, P)
+    ones = None
+    maps: dict[int, tuple] = {}
+
+    def parse(t):
+        """(thresholded?, factor, map of shape (core rows, P))."""
+        nonlocal ones
+        if t is None:
+            return False, dt.type(0), None
+        if isinstance(t, tuple):
+            f, m = t
+        elif np.ndim(t) == 0:
+            f, m = t, None
+        else:
+            f, m = 1.0, t
+        if m is None:
+            if ones is None:
+                ones = np.ones((c1 - c0, P), dt)
+            return True, dt.type(f), ones
+        hit = maps.get(id(m))
+        if hit is None or hit[0] is not m:     # keyed on the caller's array, kept alive here
+            core_m = np.broadcast_to(np.asarray(restrict(np.asarray(m)), dt), out.shape)
+            hit = maps[id(m)] = (m, np.ascontiguousarray(core_m).reshape(c1 - c0, P))
+        return True, dt.type(f), hit[1]
+
+    l1 = 0.0
+    for b in range(J2 + 1):
+        cur = b2[b].reshape(E, P)
+        so = 0
+        for j in range(1, J1 + 1):
+            d = 1 << (j - 1)
+            idx, w, off = smooth_table(cur.shape[0], d, *edges[0], boundary, dt.str)
+            dst = np.empty((idx.shape[0], P), dt)
+            do = so + off
+            thr, tf, tm = parse(thresh((b, j - 1)))
+            thr_d, tf_d, tm_d = parse(thresh((b, J1))) if j == J1 else (False, dt.type(0), None)
+            if thr and thr_d and tm is not tm_d:
+                # two different maps: threshold the last band in a pass of its own
+                l1 += _smooth_threshold(cur, so, idx, w, dst, do, c0, c1, tm, tf, True, False,
+                                        dt.type(0), out2)
+                l1 += _coarse_threshold(dst, do, c0, c1, tm_d, tf_d, out2)
+            else:
+                m = tm if thr else (tm_d if thr_d else _dummy(dt))
+                l1 += _smooth_threshold(cur, so, idx, w, dst, do, c0, c1, m, tf, thr, thr_d,
+                                        tf_d, out2)
+            cur, so = dst, do
+    return l1 if want_l1 else 0.0
+
+
+@lru_cache(maxsize=4)
+def _dummy(dt):
+    return np.zeros((1, 1), dt)
+
+
+def _coarse_threshold(dst, do, c0, c1, tm, tf, out2):
+    """Threshold rows ``[c0, c1)`` of ``dst`` itself at ``tf · tm`` (numpy; rare path)."""
+    v = dst[c0 - do:c1 - do]
+    t = tf * tm
+    cl = np.minimum(np.maximum(v, -t), t)
+    out2 -= cl
+    return float((t * np.abs(v - cl)).sum(dtype=np.float64))
