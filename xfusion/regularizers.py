@@ -263,7 +263,7 @@ class StarletL1:
         th = {b: (float(g[b]), base) for b in self.T.detail_bands}
         x, l1 = self.T.threshold(v, th)
         if self.positive:
-            x = np.maximum(x, 0)
+            x = np.maximum(x, 0, out=x)
         # φ in objective units: thresholds t = α P λ, so λ ≈ t / (α P̄) (a surrogate with the
         # mean metric at the time the thresholds were frozen)
         self._last = (x, l1 / self.pbar)

@@ -155,8 +155,19 @@ class ForwardModel:
         if mask_Y is not None and not np.all(np.asarray(mask_Y)):
             blur = Chain([blur, PixelMask(mask_Y, (L, m, n))])
         self.blur_Y = blur
-        self.op_X: LinearOperator = Chain([self.exp_X, self.resp_X])
-        self.op_Y: LinearOperator = Chain([self.exp_Y, blur])
+        # an effective area that depends on energy only commutes with the spatial operators
+        # and folds into the spectral matrix: Z is then read once per instrument instead of
+        # twice (measured: μ_X 6.4 → 3.6 ms, μ_Y 11.8 → 8.9 ms on 2400×45×45 float32)
+        if self.exp_X.energy_only:
+            self.op_X: LinearOperator = SpectralResponse(
+                self.resp_X.R * self.exp_X.weights[None, :, 0, 0], (M, N))
+        else:
+            self.op_X = Chain([self.exp_X, self.resp_X])
+        if self.exp_Y.energy_only:
+            self.op_Y: LinearOperator = Chain(
+                [blur, Exposure(exposure_Y, np.reshape(arf_Y, -1), (L, m, n))])
+        else:
+            self.op_Y = Chain([self.exp_Y, blur])
         self.shape_X = self.op_X.shape_out
         self.shape_Y = self.op_Y.shape_out
 
@@ -183,7 +194,9 @@ class ForwardModel:
         """Record Z's dask chunks so that operators producing Z-sized arrays from smaller ones
         (the spectral adjoint, the low-rank synthesis) chunk their output like Z."""
         self.chunks = None if chunks is None else tuple(tuple(c) for c in chunks)
-        self.resp_X.energy_chunks = None if chunks is None else self.chunks[0]
+        for op in (self.resp_X, self.op_X):
+            if isinstance(op, SpectralResponse):
+                op.energy_chunks = None if chunks is None else self.chunks[0]
         if hasattr(self, "_sq"):
             del self._sq
 
