@@ -82,3 +82,21 @@ def test_jit_threshold_on_dask_chunks_with_spatial_halos(monkeypatch):
     monkeypatch.setenv("XFUSION_JIT", "1")
     got = T.threshold(da.from_array(z, chunks=(17, 12, 11)), th).compute(scheduler="sync")
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(40, 9, 12), (3, 2, 2), (70, 1, 5)])
+@pytest.mark.parametrize("boundary", ["mirror", "reflect"])
+def test_finest_and_coarse_are_those_of_the_forward_transform(shape, boundary, monkeypatch):
+    from xfusion.wavelets_bands import StarletBands
+
+    T = W.Starlet2D1D(2, 3, boundary)
+    z = rand(shape, seed=5)
+    c = T.forward(z)
+    fin, coarse = J.finest_and_coarse_2d1d(z, 2, 3, boundary)
+    np.testing.assert_allclose(fin, c[0, 0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(coarse, c[2, 3], rtol=1e-12, atol=1e-12)
+    B = StarletBands(T, shape)
+    monkeypatch.setenv("XFUSION_JIT", "0")
+    f0, c0 = B.finest_and_coarse(z)
+    np.testing.assert_allclose(f0, fin, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(c0, coarse, rtol=1e-12, atol=1e-12)

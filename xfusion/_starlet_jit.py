@@ -34,7 +34,7 @@ try:  # pragma: no cover - exercised when numba is installed
 except ImportError:  # pragma: no cover
     numba = None
 
-__all__ = ["available", "smooth_table", "threshold_2d1d_seg"]
+__all__ = ["available", "smooth_table", "threshold_2d1d_seg", "finest_and_coarse_2d1d"]
 
 B3 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
@@ -319,3 +319,30 @@ def _coarse_threshold(dst, do, c0, c1, tm, tf, out2):
     cl = np.minimum(np.maximum(v, -t), t)
     out2 -= cl
     return float((t * np.abs(v - cl)).sum(dtype=np.float64))
+
+
+def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int,
+                           boundary: str) -> tuple[np.ndarray, np.ndarray]:
+    """Bands ``c[0, 0]`` (finest detail) and ``c[J2, J1]`` (coarse) of the 2-D–1-D starlet
+    of the whole cube ``z``, without forming the other bands (what the threshold estimate
+    needs: the noise scale from the finest band, the k map from the coarse one)."""
+    z = np.ascontiguousarray(z)
+    dt = z.dtype
+    E = z.shape[0]
+    P = z.shape[1] * z.shape[2]
+    edges = [(True, True)] * 3
+    b2 = _spatial(z, J2, edges, [(0, s) for s in z.shape], boundary)
+    one = np.ones((1, 1), dt)
+    zero = dt.type(0)
+    res = []
+    for b, levels in ((0, 1), (J2, J1)):
+        cur = b2[b].reshape(E, P)
+        for j in range(1, levels + 1):
+            idx, w, _ = smooth_table(E, 1 << (j - 1), True, True, boundary, dt.str)
+            dst = np.empty((E, P), dt)
+            _smooth_threshold(cur, 0, idx, w, dst, 0, 0, 0, one, zero, False, False, zero,
+                              dst)
+            cur = dst
+        res.append(cur.reshape(z.shape))
+    finest = np.subtract(b2[0], res[0], out=res[0])
+    return finest, res[1]

@@ -157,9 +157,8 @@ class StarletL1:
             fin, amp = dask.compute(fin, amp)
             coarse = self._coarse_dask(v)
         else:
-            c = self.T.forward(v)
-            coarse = self.T.coarse(c)
-            fin = self.T.finest(c) / v.dtype.type(g[0]) / sqrtP
+            fin, coarse = self.T.finest_and_coarse(v)
+            fin = fin / v.dtype.type(g[0]) / sqrtP
             fin = lattice_sample(fin, keep_leading=self.per_slice)
             amp = lattice_sample(abs(coarse))
         nz = amp[amp > 0]

@@ -54,6 +54,21 @@ class StarletBands:
     def set_band(self, c, b: int, v) -> None:
         c[b] = v
 
+    def finest_and_coarse(self, x):
+        """The finest detail band and the coarse band of ``x`` (numpy).
+
+        For the 2-D–1-D transform with the compiled kernels available this forms only these
+        two bands (~15× faster than the whole forward transform on a 2400×45×45 cube);
+        otherwise it takes them from :meth:`forward`.
+        """
+        from . import _starlet_jit
+
+        if isinstance(self.T, Starlet2D1D) and _starlet_jit.available():
+            return _starlet_jit.finest_and_coarse_2d1d(x, self.T.J2, self.T.J1,
+                                                       self.T.boundary)
+        c = self.forward(x)
+        return self.finest(c), self.coarse(c)
+
     def finest(self, c):
         return c[0]
 
