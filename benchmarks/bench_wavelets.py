@@ -19,6 +19,11 @@ Methods
 ``ndimage``
     ``scipy.ndimage.correlate1d`` (``mode='mirror'``) for every dilated smoothing (forward only:
     its adjoint is not the same filter near the borders).
+``compiled``
+    :mod:`xfusion._starlet_jit` (numba, ``xfusion[fast]``): the ``threshold`` of
+    :class:`~xfusion.wavelets.Starlet2D1D` with each spectral smoothing fused with its band's
+    thresholding (the "prox fused" rows use it when numba is installed; "numpy kernels" rows
+    switch it off with ``XFUSION_JIT=0``).
 ``matrices``
     each smoothing as an explicit operator: dense (M×M), (N×N) folded matrices applied with
     ``matmul`` on the image axes and a scipy.sparse CSR (L×L) matrix on the energy axis; the
@@ -187,6 +192,24 @@ def main(argv=None) -> None:
                 W.soft_threshold(cc[idx], thr, out=cc[idx])
         return TT.inverse(cc, out=zbuf)
 
+    def numpy_kernels(fn):
+        """Run ``fn`` with the compiled 2-D–1-D kernels switched off (XFUSION_JIT=0)."""
+        def run():
+            old = os.environ.get("XFUSION_JIT")
+            os.environ["XFUSION_JIT"] = "0"
+            try:
+                return fn()
+            finally:
+                if old is None:
+                    del os.environ["XFUSION_JIT"]
+                else:
+                    os.environ["XFUSION_JIT"] = old
+        return run
+
+    from xfusion import _starlet_jit
+    from xfusion.wavelets_bands import StarletBands
+    B = StarletBands(T, shape)
+    jit = "compiled" if _starlet_jit.available() else "numpy (numba absent)"
     cases = {
         "forward (out= preallocated)": lambda: T.forward(z, out=cbuf),
         "forward (new array)": lambda: T.forward(z),
@@ -200,6 +223,12 @@ def main(argv=None) -> None:
         "prox fused: threshold(z, per-voxel t)": lambda: T.threshold(z, tmap, out=zbuf),
         "prox fused: threshold(z, per-voxel t) + l1": lambda: T.threshold(z, tmap, out=zbuf,
                                                                            return_l1=True),
+        f"{jit}: threshold(z, per-voxel t) + l1": lambda: T.threshold(z, tmap, out=zbuf,
+                                                                      return_l1=True),
+        "numpy kernels: threshold(z, per-voxel t) + l1": numpy_kernels(
+            lambda: T.threshold(z, tmap, out=zbuf, return_l1=True)),
+        f"{jit}: finest + coarse bands": lambda: B.finest_and_coarse(z),
+        "numpy kernels: finest + coarse bands": numpy_kernels(lambda: B.finest_and_coarse(z)),
         "1 thread: forward (out=)": lambda: T1.forward(z, out=cbuf),
         "1 thread: adjoint (out=)": lambda: T1.adjoint(c, out=zbuf),
         "1 thread: inverse (out=)": lambda: T1.inverse(c, out=zbuf),
