@@ -13,7 +13,8 @@ times, interleaved round-robin ``repeat`` times, the pieces of one iteration:
   iterate and for the floored momentum point);
 * ``loss+grad``: both Poisson terms and their count-space gradients;
 * ``adjoint``: the gradient back to the unknowns;
-* ``metric``: the EM metric P = x / Kᵀ1;
+* ``metric``: the EM metric P = x / Kᵀ1 (not recomputed once a wavelet regularizer's
+  thresholds froze: counted 0 times per iteration there);
 * ``prox``: positivity, or starlet threshold-and-reconstruct;
 * ``vector ops``: the step, the descent test's inner products and the momentum point.
 
@@ -101,6 +102,8 @@ def main() -> None:
                 fn()
                 times[k].append(1e3 * (time.perf_counter() - t))
         per_it = {"forward": 2}
+        if s.freeze_metric and getattr(s.reg, "metric_dependent", False):
+            per_it["metric"] = 0  # held once the thresholds froze (FISTA freeze_metric)
         print(f"\n## {reg}  (unknowns {tuple(x.shape)}, {x.dtype})")
         print(f"{'piece':>12} {'min ms':>8} {'median':>8} {'× per it':>9}")
         total = 0.0

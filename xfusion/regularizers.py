@@ -119,6 +119,9 @@ class StarletL1:
     iterations).
     """
 
+    #: thresholds are set from the solver's metric P (the solver then holds P once frozen)
+    metric_dependent = True
+
     def __init__(self, transform, k: float | str = "auto", k_range=(0.5, 3.0),
                  positive: bool = True, adapt_iter: int = 20, per_slice: bool = False):
         self.T = transform
