@@ -255,3 +255,26 @@ def test_unobserved_pixels_are_left_out(reg):
     np.testing.assert_allclose(a.values, b.values, rtol=1e-10)
     my = ds.hifred.forward(a)[1]
     assert float(abs(my.values[:, 1, 2]).max()) == 0.0
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_metric_is_held_once_wavelet_thresholds_freeze(freeze):
+    from xfusion.regularizers import StarletL1
+    from xfusion.wavelets_bands import starlet_bands
+
+    ds = consistent_problem(L=24, l=6, M=12, N=12, counts=80, noise=True)
+    param = FullCube(xf.forward_model(ds))
+    reg = StarletL1(starlet_bands("2d1d", 1, 1, param.shape), k=3.0, adapt_iter=3)
+    seen = []
+    s = FISTA(param, ds.X.values, ds.Y.values, reg, metric="em", max_iter=10, tol=1e-14,
+              freeze_metric=freeze,
+              callbacks=[lambda st, rel: seen.append((reg.frozen, np.array(st.metric)))])
+    from xfusion.fusion import initial_guess
+
+    s.run(np.asarray(initial_guess(ds), np.float32))
+    frozen = [m for f, m in seen if f]
+    assert len(frozen) >= 5
+    # the metric of the first frozen iteration was computed before the freeze; from then on
+    # it is held (or, without freeze_metric, recomputed from every momentum point)
+    same = [np.array_equal(a, b) for a, b in zip(frozen[1:], frozen[2:])]
+    assert all(same) if freeze else not any(same)
