@@ -103,6 +103,8 @@ class StarletL1:
         then frozen.
     per_slice : bool
         One noise scale per leading index (per low-rank image).
+    hold_metric : bool
+        Ask the solver to hold its metric once the thresholds freeze (``metric_dependent``).
 
     Notes
     -----
@@ -119,12 +121,13 @@ class StarletL1:
     iterations).
     """
 
-    #: thresholds are set from the solver's metric P (the solver then holds P once frozen)
-    metric_dependent = True
-
     def __init__(self, transform, k: float | str = "auto", k_range=(0.5, 3.0),
-                 positive: bool = True, adapt_iter: int = 20, per_slice: bool = False):
+                 positive: bool = True, adapt_iter: int = 20, per_slice: bool = False,
+                 hold_metric: bool = True):
         self.T = transform
+        #: the thresholds are set from the solver's metric P; when True the solver holds P
+        #: once they freeze (FISTA ``freeze_metric``)
+        self.metric_dependent = bool(hold_metric)
         self.k = k
         self.k_range = tuple(float(v) for v in k_range)
         self.positive = positive
