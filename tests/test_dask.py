@@ -266,6 +266,33 @@ def test_starlet_prox_chunked_equals_numpy(kind, shape, chunks, k, per_slice):
         assert np.allclose(b.scale, a.scale, rtol=1e-6)
 
 
+def test_starlet_prox_tasks_run_serial_and_keep_no_scratch(monkeypatch):
+    """Inside dask tasks the starlet runs on the task's thread (no pool of its own) and drops
+    its scratch buffers when the task ends (kept buffers are unmanaged memory of a worker)."""
+    import dask.array as da
+
+    import xfusion.wavelets as wv
+    from xfusion.regularizers import StarletL1
+    from xfusion.wavelets_bands import starlet_bands
+
+    threads = []
+    run = wv._run
+
+    def spy(task, blocks, n_threads):
+        threads.append(n_threads)
+        return run(task, blocks, n_threads)
+
+    monkeypatch.setattr(wv, "_run", spy)
+    shape, chunks = (40, 24, 24), (20, 12, 12)
+    v = np.random.default_rng(3).random(shape)
+    r = StarletL1(starlet_bands("2d1d", 2, 3, shape))
+    wv._TLS.ws = None
+    with dask.config.set(scheduler="synchronous"):  # tasks on this thread
+        r.prox(da.from_array(v, chunks=chunks), 0.3, da.from_array(v + 0.5, chunks=chunks))
+    assert threads and set(threads) == {1}
+    assert getattr(wv._TLS, "ws", None) is None
+
+
 @pytest.mark.parametrize("per_slice", [False, True])
 def test_starlet_estimate_samples_chunk_by_chunk(monkeypatch, per_slice):
     """The lattice samples taken inside the chunks' tasks equal the global ones."""

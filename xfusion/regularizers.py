@@ -21,6 +21,9 @@ reconstruct by the starlet inverse — and evaluate φ on the thresholded coeffi
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import numpy as np
 
 from .functionals import Positivity, Sobolev
@@ -64,6 +67,11 @@ def _second(r):
     return r[1]
 
 
+def _third(r):
+    """The third entry of a task result."""
+    return r[2]
+
+
 def _core(shape, cl, dep, nb):
     """The core of a block of ``shape`` at chunk location ``cl`` (halos ``dep``, ``nb`` blocks)."""
     return tuple(slice(dep.get(ax, 0) if cl[ax] > 0 else 0,
@@ -79,6 +87,35 @@ class _Lattice:
 
     def __getitem__(self, idx):
         return idx
+
+
+def _serial(T):
+    """``T`` (a :class:`~xfusion.wavelets_bands.StarletBands`) with its transform run on the
+    calling thread only, for use inside dask tasks: the scheduler already runs one task per
+    core, and the transform's own thread pool would oversubscribe the cores and keep a set of
+    scratch buffers per pool thread in every worker."""
+    t = copy.copy(T.T)
+    t.n_threads = 1
+    S = copy.copy(T)
+    S.T = t
+    return S
+
+
+def _in_task(fn):
+    """Wrap a dask task that runs the starlet on numpy blocks: the scratch buffers the
+    transform keeps on the calling thread (:class:`xfusion.wavelets._Workspace`, up to 64 MB
+    per role) are dropped when the task ends, so that they do not stay in the worker between
+    tasks as unmanaged memory (which makes the worker spill its managed data early)."""
+    from . import wavelets
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            wavelets._TLS.ws = None
+
+    return run
 
 
 def _l1_of(r):
@@ -157,11 +194,16 @@ class StarletL1:
         if is_dask(v):
             import dask
 
-            fin, amp = self._samples_dask(v)
+            from ._dask import persist
+
+            fin, amp, coarse = self._samples_dask(v)
             fin = fin / v.dtype.type(g[0]) / (lattice_sample(sqrtP, keep_leading=self.per_slice)
                                               if np.ndim(sqrtP) else sqrtP)
+            # one forward transform per chunk gives the samples and the coarse band; the
+            # coarse band waits on the workers (one cube) until the k map is built from it
+            if self.k == "auto":
+                fin, amp, coarse = persist(fin, amp, coarse)
             fin, amp = dask.compute(fin, amp)
-            coarse = self._coarse_dask(v)
         else:
             fin, coarse = self.T.finest_and_coarse(v)
             fin = fin / v.dtype.type(g[0]) / sqrtP
@@ -180,11 +222,13 @@ class StarletL1:
             self.kmap = float(self.k)
 
     def _samples_dask(self, v):
-        """The lattice samples of the finest band and of |coarse| of a chunked ``v``, lazily.
+        """The lattice samples of the finest band and of |coarse|, and the coarse band, of a
+        chunked ``v``, lazily.
 
         One task per chunk (with the starlet's halo) forms the chunk's coefficients and keeps
         only the lattice points (:func:`~xfusion.wavelets.lattice_sample`'s global strides)
-        that fall in its core, so no coefficient block leaves its task.
+        that fall in its core and the core of the coarse band, so no coefficient block leaves
+        its task and the transform runs once per chunk.
         """
         import dask.array as da
 
@@ -210,37 +254,25 @@ class StarletL1:
             return tuple(tuple(len(range(*local(st[ax], ax, i).indices(n)))
                                for i, n in enumerate(v.chunks[ax])) for ax in range(v.ndim))
 
-        T = self.T
+        T = _serial(self.T)
 
+        @_in_task
         def task(vb, block_info=None):
             cl = block_info[0]["chunk-location"]
             core = _core(vb.shape, cl, dep, nb)
             c = T.forward(np.ascontiguousarray(vb))
             fl = tuple(local(fst[ax], ax, i) for ax, i in enumerate(cl))
             al = tuple(local(ast[ax], ax, i) for ax, i in enumerate(cl))
-            return (np.array(T.finest(c)[core][fl]), np.abs(T.coarse(c)[core][al]))
+            co = np.array(T.coarse(c)[core])
+            return (np.array(T.finest(c)[core][fl]), np.abs(co[al]), co)
 
-        dt = np.dtype(v.dtype)
+        dt = np.dtype(v.dtype) if np.issubdtype(v.dtype, np.floating) else np.dtype(np.float64)
         meta = np.empty((0,) * v.ndim, dt)
         res = da.map_blocks(task, vo, chunks=v.chunks, dtype=dt, meta=meta)
         fin = res.map_blocks(_first, chunks=counts(fst), dtype=dt, meta=meta)
         amp = res.map_blocks(_second, chunks=counts(ast), dtype=dt, meta=meta)
-        return fin, amp
-
-    def _coarse_dask(self, v):
-        """The coarse band of a chunked ``v``, lazily, formed chunk by chunk in one task each."""
-        import dask.array as da
-
-        v, vo, dep, nb = self._halo(v)
-        T = self.T
-
-        def task(vb, block_info=None):
-            core = _core(vb.shape, block_info[0]["chunk-location"], dep, nb)
-            return np.array(T.coarse(T.forward(np.ascontiguousarray(vb)))[core])
-
-        dt = np.dtype(v.dtype) if np.issubdtype(v.dtype, np.floating) else np.dtype(np.float64)
-        return da.map_blocks(task, vo, chunks=v.chunks, dtype=dt,
-                             meta=np.empty((0,) * v.ndim, dt))
+        coarse = res.map_blocks(_third, chunks=v.chunks, dtype=dt, meta=meta)
+        return fin, amp, coarse
 
     def _halo(self, v):
         """``v`` (small chunks merged), its chunks with the starlet's halo, the depths, the
@@ -303,6 +335,7 @@ class StarletL1:
             kmap = self.kmap
             if np.ndim(kmap):  # the k map lives on the workers, chunked like v
                 kmap, = persist(to_dask(kmap, v.chunks))
+                self.kmap = kmap  # the persisted map, not the graph from the coarse band
             base = (self._shape_scale(self.scale) * kmap * sqrtP).astype(v.dtype)
             self.base, = persist(base)
             base = self.base
@@ -333,10 +366,11 @@ class StarletL1:
         if dep:
             bo = overlap(base, depth={i: dep.get(i, 0) for i in range(v.ndim)},
                          boundary={i: "none" for i in range(v.ndim)})
-        T = self.T
+        T = _serial(self.T)
         g = [float(gb) for gb in T.noise_gains]
         bands = list(T.detail_bands)
 
+        @_in_task
         def task(vb, bb, block_info=None):
             core = _core(vb.shape, block_info[0]["chunk-location"], dep, nb)
             t = np.zeros(vb.shape, dt)              # no thresholding (and no l1) on the halo
