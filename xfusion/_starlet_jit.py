@@ -162,6 +162,8 @@ if numba is not None:  # pragma: no branch
             acc = out[r]
             tm = tmap[r]
             part = tm[0] * 0
+            # three loops rather than one with a zero factor for the band left alone: the
+            # single loop was measured 10 % slower on the 2400×45×45 prox (50 → 55 ms)
             if thr_band and thr_dst:
                 for p in range(P):
                     v = w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p] + w4 * s4[p]

@@ -106,14 +106,14 @@ def _in_task(fn):
     transform keeps on the calling thread (:class:`xfusion.wavelets._Workspace`, up to 64 MB
     per role) are dropped when the task ends, so that they do not stay in the worker between
     tasks as unmanaged memory (which makes the worker spill its managed data early)."""
-    from . import wavelets
+    from .wavelets import release_scratch
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         finally:
-            wavelets._TLS.ws = None
+            release_scratch()
 
     return run
 

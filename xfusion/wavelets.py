@@ -300,6 +300,15 @@ def _workspace() -> _Workspace:
     return ws
 
 
+def release_scratch() -> None:
+    """Drop the calling thread's scratch buffers (up to 64 MB per role).
+
+    For code that runs the transforms inside dask tasks: a worker thread would otherwise keep
+    them between tasks as unmanaged memory, which makes the worker spill early.
+    """
+    _TLS.ws = None
+
+
 def _empty(ws: _Workspace | None, role: str, shape: tuple[int, ...],
            dtype: np.dtype) -> np.ndarray:
     return np.empty(shape, dtype) if ws is None else ws.get(role, shape, dtype)
