@@ -252,9 +252,9 @@ class FISTA:
         ``frozen`` (its thresholds were set from the P of that iteration), so the iteration
         becomes one fixed scaled forward–backward map (default). Measured on
         ``realistic_1kev_rebin`` (scale 0.5, ``w2d1d``): with P following the iterate NMSE
-        wandered from 12.87 dB at 90 iterations to 12.67 dB at 900, with objective jumps; with P frozen it rose to 13.29 dB at 50 and
-        moved 0.15 dB over the next 550 (docs/solver.md). :func:`xfusion.fuse` asks for it
-        with ``w2d1d`` only.
+        wandered from 12.87 dB at 90 iterations to 12.67 dB at 900, with objective jumps;
+        with P frozen it rose to 13.29 dB at 50 and moved 0.15 dB over the next 550
+        (docs/solver.md). :func:`xfusion.fuse` asks for it with ``w2d1d`` only.
     eps : float
         Floor of the Poisson quadratic extension (counts).
     """
