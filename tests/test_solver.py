@@ -278,3 +278,27 @@ def test_metric_is_held_once_wavelet_thresholds_freeze(freeze):
     # it is held (or, without freeze_metric, recomputed from every momentum point)
     same = [np.array_equal(a, b) for a, b in zip(frozen[1:], frozen[2:])]
     assert all(same) if freeze else not any(same)
+
+
+def test_momentum_counts_from_the_sparse_floor_correction(monkeypatch):
+    # the momentum point's expected counts are extrapolated and corrected column by column for
+    # the voxels the floor raised; the run equals one that recomputes them
+    import xfusion.solver as S
+
+    ds = consistent_problem(L=24, l=6, M=12, N=12, counts=80, noise=True)
+    calls = []
+    orig = FullCube.forward_sparse
+
+    def spy(self, index, values):
+        calls.append(index.size)
+        return orig(self, index, values)
+
+    monkeypatch.setattr(FullCube, "forward_sparse", spy)
+    runs = []
+    for smax in (1.0, -1.0):  # always corrected / always recomputed
+        monkeypatch.setattr(S, "SPARSE_MAX", smax)
+        runs.append(xf.fuse(ds, "w2d1d", max_iter=25, tol=1e-14, dtype="float64",
+                            progress=False))
+    assert len(calls) > 5 and max(calls) > 0
+    np.testing.assert_allclose(runs[0].values, runs[1].values, rtol=1e-8,
+                               atol=1e-10 * float(abs(runs[1]).max()))

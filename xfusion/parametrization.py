@@ -27,7 +27,12 @@ class FullCube:
         return self.model.mu_X(x), self.model.mu_Y(x)
 
     def adjoint(self, gX, gY):
-        return self.model.adjoint_X(gX) + self.model.adjoint_Y(gY)
+        return self.model.adjoint(gX, gY)
+
+    def forward_sparse(self, index, values):
+        """:meth:`forward` of an ``x`` that is zero but at the flat ``index`` (or ``None``, see
+        :meth:`xfusion.operators.ForwardModel.forward_sparse`)."""
+        return self.model.forward_sparse(index, values)
 
     def to_cube(self, x):
         return x
@@ -180,8 +185,7 @@ class LowRank:
         if self.factorised:
             return (apply_energy_matrix(self.KXt, gX)
                     + self.model.blur_Y.adjoint(apply_energy_matrix(self.KYt, gY)))
-        g = self.model.adjoint_X(gX) + self.model.adjoint_Y(gY)
-        return apply_energy_matrix(self.Vt, g)
+        return apply_energy_matrix(self.Vt, self.model.adjoint(gX, gY))
 
     def curvature(self, hX, hY):
         """Diagonal of ``Kᵀ diag(h) K`` in W (exact when factorised; else the V∘V bound)."""

@@ -62,13 +62,13 @@ import math
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 
 from . import _starlet_jit
+from ._threads import run_blocks
 
 __all__ = [
     "B3_KERNEL",
@@ -658,30 +658,10 @@ def _clip(x: np.ndarray, lo, hi, out: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # numpy driver: cache-sized energy blocks on a thread pool
 # ----------------------------------------------------------------------------------------------
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
 def _run(task: Callable[[tuple[int, int]], None], blocks: list[tuple[int, int]],
          n_threads: int) -> None:
-    """Run ``task`` on every block, on a shared pool of ``n_threads`` threads.
-
-    Calls made from inside a pool thread (e.g. a transform used within a ``filter`` callback)
-    run serially, so that the pool never waits on itself.
-    """
-    if n_threads <= 1 or len(blocks) <= 1 or getattr(_TLS, "in_pool", False):
-        for blk in blocks:
-            task(blk)
-        return
-    pool = _POOLS.get(n_threads)
-    if pool is None:
-        pool = _POOLS[n_threads] = ThreadPoolExecutor(n_threads, thread_name_prefix="starlet",
-                                                      initializer=_mark_pool_thread)
-    for _ in pool.map(task, blocks):
-        pass
-
-
-def _mark_pool_thread() -> None:
-    _TLS.in_pool = True
+    """Run ``task`` on every block on the shared pool (:func:`xfusion._threads.run_blocks`)."""
+    run_blocks(task, blocks, n_threads)
 
 
 def _blocks(n: int, inner: int, halo: int) -> list[tuple[int, int]]:

@@ -35,8 +35,13 @@ def apply_energy_matrix(R: np.ndarray, z, out_chunks=None):
 
 
 def _gemm(R, z):
+    from .._threads import matmul
+
     shp = z.shape
-    return (R @ z.reshape(shp[0], -1)).reshape((R.shape[0],) + shp[1:])
+    z2 = z.reshape(shp[0], -1)
+    if type(z2) is not np.ndarray or type(R) is not np.ndarray:
+        return (R @ z2).reshape((R.shape[0],) + shp[1:])
+    return matmul(R, z2).reshape((R.shape[0],) + shp[1:])
 
 
 class SpectralResponse(LinearOperator):
