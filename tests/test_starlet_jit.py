@@ -100,3 +100,27 @@ def test_finest_and_coarse_are_those_of_the_forward_transform(shape, boundary, m
     f0, c0 = B.finest_and_coarse(z)
     np.testing.assert_allclose(f0, fin, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(c0, coarse, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("slope", [2.0, 1.5])
+def test_jit_brightness_map_equals_numpy(dtype, slope, monkeypatch):
+    c = rand((40, 9, 11), dtype, seed=5)
+    c[0, 0, 0] = 0.0
+    monkeypatch.setenv("XFUSION_JIT", "0")
+    ref = W.brightness_k(c, 0.5, 3.0, slope=slope)
+    monkeypatch.setenv("XFUSION_JIT", "1")
+    got = W.brightness_k(c, 0.5, 3.0, slope=slope)
+    assert got.dtype == ref.dtype == dtype
+    np.testing.assert_allclose(got, ref, rtol=1e-6 if dtype == np.float32 else 1e-13)
+    assert got[0, 0, 0] == pytest.approx(3.0)
+
+
+def test_finest_and_coarse_with_planes_split_over_threads(monkeypatch):
+    # the spatial smoothing runs in blocks of planes on the pool: same bands as the transform
+    z = rand((37, 12, 10))
+    T = W.Starlet2D1D(2, 3)
+    c = T.forward(z)
+    fin, coarse = J.finest_and_coarse_2d1d(z, 2, 3, "mirror")
+    np.testing.assert_allclose(fin, c[0, 0], atol=1e-12)
+    np.testing.assert_allclose(coarse, c[2, 3], atol=1e-12)

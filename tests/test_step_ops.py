@@ -73,3 +73,14 @@ def test_step_pieces_on_dask_equal_numpy():
     assert dd == pytest.approx(dd0, rel=1e-12) and gd == pytest.approx(gd0, rel=1e-12)
     np.testing.assert_allclose(S.momentum_point(c[0], c[1], 0.4, 0.1).compute(),
                                S.momentum_point(x, y, 0.4, 0.1), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_em_metric_equals_the_expression(dtype, monkeypatch):
+    monkeypatch.setattr(S, "_BLOCK", 50)
+    x, _, _, c = _operands((30, 7, 6), dtype, seed=3)
+    x[0, 0] = -1.0                                   # below the floor
+    got, ref = _both(monkeypatch, S.em_metric, x, c, 1e-3, dtype)
+    assert got.dtype == ref.dtype == dtype
+    np.testing.assert_allclose(got, ref, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    assert got[0, 0, 0] == pytest.approx(1e-3 / c[0, 0, 0], rel=1e-6)

@@ -34,7 +34,8 @@ try:  # pragma: no cover - exercised when numba is installed
 except ImportError:  # pragma: no cover
     numba = None
 
-__all__ = ["available", "smooth_table", "threshold_2d1d_seg", "finest_and_coarse_2d1d"]
+__all__ = ["available", "smooth_table", "threshold_2d1d_seg", "finest_and_coarse_2d1d",
+           "brightness_k"]
 
 B3 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
@@ -217,6 +218,18 @@ def _plain_range(n: int, d: int, lo: bool, hi: bool, boundary: str) -> tuple[int
     return ia, ib
 
 
+def _planes(src, iy, wy, ix, wx, ia, ib, d, q, h, dst) -> None:
+    """:func:`_smooth_plane` over all planes, in one block of planes per block thread (or on
+    the calling thread when it is itself a block thread)."""
+    from ._threads import each_block
+
+    def block(a, b):
+        tmp = np.empty((iy.shape[0], src.shape[2]), dst.dtype)
+        _smooth_plane(src[a:b], iy, wy, ix, wx, ia, ib, d, q, h, tmp, dst[a:b])
+
+    each_block(block, src.shape[0], 8)
+
+
 def _spatial(x, J2, edges, core, boundary):
     """2-D bands ``(J2 + 1, E, m, n)`` of segment ``x`` on the spatial core."""
     dt = x.dtype
@@ -228,8 +241,7 @@ def _spatial(x, J2, edges, core, boundary):
         ix, wx, ox = smooth_table(cur.shape[2], d, *edges[2], boundary, dt.str)
         ia, ib = _plain_range(cur.shape[2], d, *edges[2], boundary)
         nxt = np.empty((cur.shape[0], iy.shape[0], ix.shape[0]), dt)
-        tmp = np.empty((iy.shape[0], cur.shape[2]), dt)
-        _smooth_plane(cur, iy, wy, ix, wx, ia, ib, d, ox, _taps(dt.str), tmp, nxt)
+        _planes(cur, iy, wy, ix, wx, ia, ib, d, ox, _taps(dt.str), nxt)
         off = [off[0] + oy, off[1] + ox]
         levels.append((nxt, off))
         cur = nxt
@@ -348,3 +360,28 @@ def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int,
         res.append(cur.reshape(z.shape))
     finest = np.subtract(b2[0], res[0], out=res[0])
     return finest, res[1]
+
+
+def brightness_k(c: np.ndarray, k_min: float, k_max: float, m: float,
+                 slope: float) -> np.ndarray:
+    r""":math:`k_{\min} + (k_{\max} - k_{\min}) / (1 + (|c|/m)^s)` in one pass per block
+    thread (the map of :func:`xfusion.wavelets.brightness_k`, whose numpy form takes seven)."""
+    from ._threads import each_block
+
+    c = np.ascontiguousarray(c)
+    out = np.empty_like(c)
+    cf, of = c.reshape(-1), out.reshape(-1)
+    t = c.dtype.type
+    each_block(lambda a, b: _brightness(cf[a:b], t(k_min), t(k_max - k_min), t(1.0 / m),
+                                        float(slope), of[a:b]), cf.size)
+    return out
+
+
+if numba is not None:  # pragma: no branch
+    @_jit_fast
+    def _brightness(c, k0, dk, inv_m, s, out):  # pragma: no cover - compiled
+        sq = s == 2.0
+        for i in range(c.size):
+            r = abs(c[i]) * inv_m
+            rs = r * r if sq else r ** s
+            out[i] = k0 + dk / (1 + rs)

@@ -6,7 +6,8 @@ r"""The element-wise pieces of one solver step, each in one pass over memory.
 * the two inner products of the step test, :math:`\langle d, P^{-1} d\rangle` and
   :math:`\langle g, d\rangle` with :math:`d = x_{k+1} - y` (:func:`step_products`);
 * the floored momentum point :math:`\max(x + \beta (x - x'), \theta x)`
-  (:func:`momentum_point`).
+  (:func:`momentum_point`);
+* the EM metric :math:`P = \max(x, \epsilon) / c` (:func:`em_metric`).
 
 Written as array expressions these cost 15–20 passes over the cube (each temporary is written
 and read back); on numpy arrays, with `numba <https://numba.pydata.org>`_ installed and
@@ -18,17 +19,15 @@ values (the tests compare the two).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from . import _starlet_jit
-from ._threads import run_blocks
+from ._threads import each_block
 from .functionals import total
 
-__all__ = ["scaled_step", "step_products", "momentum_point"]
+__all__ = ["scaled_step", "step_products", "momentum_point", "em_metric"]
 
-#: elements per block handed to one thread (a few hundred kB of each operand)
+#: fewest elements per block handed to one thread (a few hundred kB of each operand)
 _BLOCK = 1 << 16
 
 
@@ -41,28 +40,14 @@ def _compiled(*arrays) -> bool:
                and a.shape == a0.shape for a in arrays)
 
 
-def _each_block(fn, n: int) -> list:
-    """``[fn(a, b)]`` over one block ``[a, b)`` per core, on the block threads (the kernels
-    release the GIL)."""
-    nb = max(1, min(os.cpu_count() or 1, -(-n // _BLOCK)))
-    edges = np.linspace(0, n, nb + 1).round().astype(np.int64)
-    blocks = [(i, int(a), int(b)) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
-    out: list = [None] * nb
-
-    def task(blk):
-        out[blk[0]] = fn(blk[1], blk[2])
-
-    run_blocks(task, blocks, nb)
-    return out
-
-
 def scaled_step(y, g, P, step: float):
     r""":math:`v = y - s\,P \odot g` (``P`` None: :math:`y - s\,g`)."""
     if P is not None and _compiled(y, g, P):
         v = np.empty_like(y)
         yf, gf, pf, vf = y.reshape(-1), g.reshape(-1), P.reshape(-1), v.reshape(-1)
         s = y.dtype.type(step)
-        _each_block(lambda a, b: _k_step(yf[a:b], gf[a:b], pf[a:b], s, vf[a:b]), yf.size)
+        each_block(lambda a, b: _k_step(yf[a:b], gf[a:b], pf[a:b], s, vf[a:b]), yf.size,
+                   _BLOCK)
         return v
     return y - step * (g if P is None else P * g)
 
@@ -71,8 +56,8 @@ def step_products(x, y, g, P) -> tuple[float, float]:
     r"""``(⟨d, d/P⟩, ⟨g, d⟩)`` with :math:`d = x - y` (``P`` None: ``(⟨d, d⟩, ⟨g, d⟩)``)."""
     if P is not None and _compiled(x, y, g, P):
         xf, yf, gf, pf = x.reshape(-1), y.reshape(-1), g.reshape(-1), P.reshape(-1)
-        parts = _each_block(lambda a, b: _k_products(xf[a:b], yf[a:b], gf[a:b], pf[a:b]),
-                            xf.size)
+        parts = each_block(lambda a, b: _k_products(xf[a:b], yf[a:b], gf[a:b], pf[a:b]),
+                           xf.size, _BLOCK)
         return (float(sum(p[0] for p in parts)), float(sum(p[1] for p in parts)))
     d = x - y
     return total(d * d if P is None else d * (d / P)), total(g * d)
@@ -91,7 +76,8 @@ def momentum_point(x, x_prev, beta: float, floor: float, moved: bool = False):
         xf, pf, yf = x.reshape(-1), x_prev.reshape(-1), y.reshape(-1)
         b, th = x.dtype.type(beta), x.dtype.type(floor)
         if not moved:
-            _each_block(lambda a, c: _k_momentum(xf[a:c], pf[a:c], b, th, yf[a:c]), xf.size)
+            each_block(lambda a, c: _k_momentum(xf[a:c], pf[a:c], b, th, yf[a:c]), xf.size,
+                       _BLOCK)
             return y
 
         def block(a, c):
@@ -100,7 +86,7 @@ def momentum_point(x, x_prev, beta: float, floor: float, moved: bool = False):
             k = _k_momentum_moved(xf[a:c], pf[a:c], b, th, yf[a:c], idx, val, a)
             return idx[:k], val[:k]
 
-        parts = _each_block(block, xf.size)
+        parts = each_block(block, xf.size, _BLOCK)
         return (y, np.concatenate([p[0] for p in parts]),
                 np.concatenate([p[1] for p in parts]))
     lin = x + beta * (x - x_prev)
@@ -110,6 +96,18 @@ def momentum_point(x, x_prev, beta: float, floor: float, moved: bool = False):
     lin, y = np.asarray(lin), np.asarray(y)
     index = np.flatnonzero(y > lin)
     return y, index, (y.reshape(-1)[index] - lin.reshape(-1)[index])
+
+
+def em_metric(x, colsum, floor: float, dtype):
+    r""":math:`\max(x, f) / c` in ``dtype`` (``f`` = ``floor``, ``c`` = ``colsum``, > 0)."""
+    dt = np.dtype(dtype)
+    if _compiled(x, colsum) and x.dtype == dt:
+        P = np.empty_like(x)
+        xf, cf, pf = x.reshape(-1), colsum.reshape(-1), P.reshape(-1)
+        f = dt.type(floor)
+        each_block(lambda a, b: _k_em(xf[a:b], cf[a:b], f, pf[a:b]), xf.size, _BLOCK)
+        return P
+    return (np.maximum(x, floor) / colsum).astype(dt, copy=False)
 
 
 if _starlet_jit.numba is not None:  # pragma: no branch
@@ -137,6 +135,12 @@ if _starlet_jit.numba is not None:  # pragma: no branch
             t = xi + b * (xi - xp[i])
             f = th * xi
             y[i] = t if t > f else f
+
+    @_jit
+    def _k_em(x, c, f, p):  # pragma: no cover - compiled
+        for i in range(x.size):
+            xi = x[i]
+            p[i] = (xi if xi > f else f) / c[i]
 
     @_jit
     def _k_momentum_moved(x, xp, b, th, y, idx, val, base):  # pragma: no cover - compiled

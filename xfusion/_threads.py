@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["run_blocks", "serial_blas", "blas_is_serial", "matmul"]
+__all__ = ["run_blocks", "each_block", "serial_blas", "blas_is_serial", "matmul"]
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _TLS = threading.local()
@@ -51,6 +51,21 @@ def run_blocks(task: Callable, blocks: list, n_threads: int) -> None:
 
 def _mark_pool_thread() -> None:
     _TLS.in_pool = True
+
+
+def each_block(fn: Callable[[int, int], object], n: int, min_block: int = 1 << 16) -> list:
+    """``[fn(a, b), ...]`` over consecutive blocks ``[a, b)`` of ``range(n)``, one per core (at
+    most ``n / min_block`` of them), on the pool; results in block order."""
+    nb = max(1, min(os.cpu_count() or 1, n // max(min_block, 1)))
+    edges = np.linspace(0, n, nb + 1).round().astype(np.int64)
+    blocks = [(i, int(a), int(b)) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    out: list = [None] * nb
+
+    def task(blk):
+        out[blk[0]] = fn(blk[1], blk[2])
+
+    run_blocks(task, blocks, nb)
+    return out
 
 
 @contextmanager

@@ -206,9 +206,14 @@ class StarletL1:
             fin, amp = dask.compute(fin, amp)
         else:
             fin, coarse = self.T.finest_and_coarse(v)
-            fin = fin / v.dtype.type(g[0]) / sqrtP
-            fin = lattice_sample(fin, keep_leading=self.per_slice)
-            amp = lattice_sample(abs(coarse))
+            # the samples first, then the scaling (the lattice depends on the shape only)
+            fin = lattice_sample(fin, keep_leading=self.per_slice) / v.dtype.type(g[0])
+            if np.ndim(sqrtP):
+                fin = fin / lattice_sample(np.broadcast_to(sqrtP, v.shape),
+                                           keep_leading=self.per_slice)
+            else:
+                fin = fin / sqrtP
+            amp = abs(lattice_sample(coarse))
         nz = amp[amp > 0]
         reference = float(np.median(nz)) if nz.size else 0.0
         if self.per_slice:
@@ -288,11 +293,20 @@ class StarletL1:
         if self.frozen and self.base is not None:
             base = self.base
         else:
-            sqrtP = np.sqrt(step * P) if P is not None else np.sqrt(step)
+            if P is not None:
+                sqrtP = np.multiply(P, P.dtype.type(step), dtype=v.dtype)
+                np.sqrt(sqrtP, out=sqrtP)
+            else:
+                sqrtP = np.sqrt(step)
             self._estimate(v, sqrtP)
-            base = self._shape_scale(self.scale) * self.kmap * sqrtP
+            sc = self._shape_scale(self.scale)
+            if np.ndim(sqrtP) and np.shape(self.kmap) == np.shape(sqrtP):
+                base = np.multiply(self.kmap, sqrtP, out=sqrtP)   # sqrtP is not used after
+                base *= np.asarray(sc, dtype=v.dtype)
+            else:
+                base = sc * self.kmap * sqrtP
             self.base = np.asarray(base, dtype=v.dtype)
-            self.pbar = float(np.mean(step * P)) if P is not None else step
+            self.pbar = step * float(np.mean(P, dtype=np.float64)) if P is not None else step
         g = self.T.noise_gains
         base = np.asarray(base, dtype=v.dtype)
         if base.shape != tuple(v.shape):

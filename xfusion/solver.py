@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._step_ops import momentum_point, scaled_step, step_products
+from ._step_ops import em_metric, momentum_point, scaled_step, step_products
 from ._threads import serial_blas
 from .functionals import PoissonLoss, total
 from .operators.base import is_dask
@@ -355,13 +355,13 @@ class FISTA:
                 self._colsum, = _persist(
                     np.maximum(cs, 1e-30 * float(cs.max())).astype(self.dtype))
             xm = float(np.abs(x).mean(dtype=np.float64))
-            xf = np.maximum(x, 1e-6 * xm)
             if self.smooth is not None and hasattr(self.smooth, "lipschitz"):
                 # EM for the likelihood, a separable majorant (row sums of |∇²s|) for the
                 # smooth penalty: P = 1 / (Kᵀ1 / x + L_s) (De Pierro's combination)
+                xf = np.maximum(x, 1e-6 * xm)
                 return (xf / (self._colsum + xf * self.smooth.lipschitz())).astype(
                     self.dtype, copy=False)
-            return (xf / self._colsum).astype(self.dtype, copy=False)
+            return em_metric(x, self._colsum, 1e-6 * xm, self.dtype)
 
         def curv(m, loss):
             floor = 0.01 * max(float(loss.D.mean()), 1e-12)

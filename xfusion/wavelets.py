@@ -1535,16 +1535,19 @@ def brightness_k(coarse, k_min: float = 0.5, k_max: float = 3.0, pivot: float = 
         coarse = coarse.compute()
     c = np.asarray(coarse)
     dt = _float_dtype(c.dtype)
-    a = np.abs(c).astype(dt)
     if reference is None:
-        sample = subsample(a)
+        sample = np.abs(subsample(c))
         nz = sample[sample > 0]
         if nz.size == 0:
+            a = np.abs(c)
             nz = a[a > 0]
         reference = float(np.median(nz)) if nz.size else 0.0
     if not reference > 0:
         return np.full(c.shape, k_max, dtype=dt)
     m = float(reference) * pivot
+    if c.dtype == dt and _starlet_jit.available():
+        return _starlet_jit.brightness_k(c, k_min, k_max, m, slope)
+    a = np.abs(c).astype(dt)
     r = a / dt.type(m)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         rs = r * r if slope == 2 else r ** dt.type(slope)
