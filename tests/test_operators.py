@@ -57,9 +57,9 @@ def test_every_operator_is_adjoint(shape, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kw", [{}, {"psf_energy": True}, {"vignetting": True}])
-@pytest.mark.parametrize("spatial", ["fft", "dense"])
+@pytest.mark.parametrize("spatial", ["fft", "dense", "separable"])
 def test_composed_models_are_adjoint(dtype, kw, spatial):
-    if spatial == "dense" and kw.get("psf_energy"):
+    if spatial != "fft" and kw.get("psf_energy"):
         pytest.skip("dense path needs an energy-independent PSF")
     ds = tiny_problem(**kw)
     model = ForwardModel.from_dataset(ds, spatial=spatial)
@@ -177,9 +177,9 @@ def test_forward_refuses_wrong_shape(problem):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kw", [{}, {"psf_energy": True}, {"vignetting": True}, {"mask": True}])
-@pytest.mark.parametrize("spatial", ["fft", "dense"])
+@pytest.mark.parametrize("spatial", ["fft", "dense", "separable"])
 def test_sparse_forward_and_summed_adjoint(dtype, kw, spatial):
-    if spatial == "dense" and kw.get("psf_energy"):
+    if spatial != "fft" and kw.get("psf_energy"):
         pytest.skip("dense path needs an energy-independent PSF")
     ds = tiny_problem(**{k: v for k, v in kw.items() if k != "mask"})
     if kw.get("mask"):
@@ -208,3 +208,47 @@ def test_sparse_forward_and_summed_adjoint(dtype, kw, spatial):
     np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.abs(ref).max())
     lazy = model.adjoint(da.from_array(rX, chunks=(3, 9, 6)), da.from_array(rY, chunks=(8, 3, 4)))
     np.testing.assert_allclose(lazy.compute(), ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+def _two_gaussians(k=7):
+    a = xf.kernels.gaussian_psf(1.0, size=k)
+    b = xf.kernels.gaussian_psf(2.2, size=k)
+    return 0.7 * a + 0.3 * b  # rank 2
+
+
+@pytest.mark.parametrize("v", [1, 3])
+@pytest.mark.parametrize("psf", ["gauss", "two", "asym"])
+def test_separable_equals_fft_and_dense(v, psf):
+    from xfusion.operators.separable import KroneckerSpatial
+
+    shape = (5, 12, 9)
+    k = {"gauss": xf.kernels.gaussian_psf(1.3, size=5), "two": _two_gaussians(),
+         "asym": np.outer([1.0, 2.0, 4.0, 1.0, 0.5], [0.2, 1.0, 3.0])}[psf]
+    k = k / k.sum()
+    op = KroneckerSpatial.from_psf(k, shape, v, v if 9 % v == 0 else 1)
+    vN = v if 9 % v == 0 else 1
+    ref = Chain([PSFConvolution(k, shape), SpatialRebin(shape, v, vN)])
+    assert op is not None and op.rank == (2 if psf == "two" else 1)
+    z = np.random.default_rng(0).random(shape)
+    np.testing.assert_allclose(op.forward(z), ref.forward(z), rtol=1e-12, atol=1e-15)
+    y = np.random.default_rng(1).random(op.shape_out)
+    np.testing.assert_allclose(op.adjoint(y), ref.adjoint(y), rtol=1e-12, atol=1e-15)
+    assert_adjoint(op)
+    # squared: the entry-wise square of the matrix (Jacobi curvature)
+    dense = SpatialMatrix.from_operator(ref)
+    np.testing.assert_allclose(op.squared().forward(z), dense.squared().forward(z),
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(op.dense_T(np.float64), dense.A.T, atol=1e-15)
+    zd = da.from_array(z, chunks=(2, 6, 9))
+    np.testing.assert_allclose(op.forward(zd).compute(), ref.forward(z), rtol=1e-12)
+
+
+def test_separable_is_refused_for_a_kernel_of_high_rank():
+    from xfusion.operators.separable import KroneckerSpatial
+
+    k = np.random.default_rng(0).random((5, 5))
+    assert KroneckerSpatial.from_psf(k / k.sum(), (3, 10, 10)) is None
+    ds = tiny_problem(psf_energy=True)
+    with pytest.raises(ValueError, match="separable"):
+        ForwardModel.from_dataset(ds, spatial="separable")
+    assert ForwardModel.from_dataset(tiny_problem()).spatial_method == "separable"

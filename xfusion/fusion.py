@@ -135,7 +135,7 @@ def fuse(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 50,
     resume: str | os.PathLike | None = None,
-    spatial: Literal["auto", "dense", "fft"] = "auto",
+    spatial: Literal["auto", "dense", "fft", "separable"] = "auto",
     adapt_iter: int = 20,
     eps: float = 1e-6,
     metric: Literal["em", "jacobi"] | None = None,
@@ -196,7 +196,7 @@ def fuse(
     resume : path, optional
         Continue from a checkpoint written by an earlier (possibly interrupted) run with the
         same problem and options; the result equals that of an uninterrupted run.
-    spatial : {"auto", "dense", "fft"}
+    spatial : {"auto", "dense", "fft", "separable"}
         How Y's PSF and rebinning are applied (see :class:`xfusion.operators.ForwardModel`).
     adapt_iter : int
         Iterations during which wavelet thresholds follow the iterate before being frozen.
@@ -303,7 +303,7 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
                                                + tuple(tuple(c // v for c in ch) for ch, v in
                                                        zip(zchunks[1:], (f.vM, f.vN)))))
         if spatial == "auto" and (len(zchunks[1]) > 1 or len(zchunks[2]) > 1):
-            spatial = "fft"  # a dense spatial matrix needs whole images
+            spatial = "fft"  # a dense or separable spatial operator needs whole images
     model = ForwardModel.from_dataset(ds, spatial=spatial)
     if zchunks is not None:
         model.set_chunks(zchunks)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._threads import matmul
@@ -9,6 +11,7 @@ from .base import Chain, LinearOperator, float_dtype, is_dask
 from .exposure import Exposure
 from .psf import PSFConvolution
 from .rebin import SpatialRebin
+from .separable import KroneckerSpatial
 from .spectral import SpectralResponse
 
 __all__ = ["ForwardModel", "SpatialMatrix", "DENSE_MAX_ENTRIES"]
@@ -107,6 +110,9 @@ def _sparse_forward(op: LinearOperator, C, dtype):
         out = np.ascontiguousarray((C.T @ RT).T).reshape(first.shape_out)
     elif isinstance(first, SpatialMatrix):
         out = np.asarray(C @ first._mats(dtype)[0]).reshape(first.shape_out)
+    elif isinstance(first, KroneckerSpatial) and M * N * math.prod(
+            first.shape_out[1:]) <= DENSE_MAX_ENTRIES:
+        out = np.asarray(C @ first.dense_T(dtype)).reshape(first.shape_out)
     else:
         return None
     for o in rest:
@@ -155,10 +161,13 @@ class ForwardModel:
         Y pixels that were observed; the others (e.g. Resolve's calibration pixel) are left out
         of the likelihood (their expected counts are set to 0 and their counts ignored). Read
         from an ``observed_Y`` coordinate by :meth:`from_dataset`.
-    spatial : {"auto", "dense", "fft"}
+    spatial : {"auto", "dense", "fft", "separable"}
         How to apply :math:`R_{MN} B_Y`: a dense (m·n × M·N) matrix (fast for small images),
-        FFT convolution then block sum (any size), or ``"auto"`` (dense when the matrix has at
-        most :data:`DENSE_MAX_ENTRIES` entries and the PSF does not depend on energy).
+        FFT convolution then block sum (any size), a short sum of Kronecker products
+        (:class:`~xfusion.operators.separable.KroneckerSpatial`, for an energy-independent PSF
+        of rank ≤ 2 such as a Gaussian: the cheapest where it applies), or ``"auto"``
+        (separable where it applies, else dense when the matrix has at most
+        :data:`DENSE_MAX_ENTRIES` entries and the PSF does not depend on energy, else FFTs).
     """
 
     def __init__(self, response_X, psf_Y, arf_X, arf_Y, exposure_X: float, exposure_Y: float,
@@ -173,11 +182,21 @@ class ForwardModel:
         self.rebin = SpatialRebin(shape, *factors)
         blur = Chain([self.psf, self.rebin])
         m, n = self.rebin.shape_out[1:]
-        if spatial not in ("auto", "dense", "fft"):
-            raise ValueError(f"spatial must be 'auto', 'dense' or 'fft', got {spatial!r}")
+        if spatial not in ("auto", "dense", "fft", "separable"):
+            raise ValueError(f"spatial must be 'auto', 'dense', 'fft' or 'separable', got "
+                             f"{spatial!r}")
+        kron = None
+        if spatial in ("auto", "separable") and not self.psf.energy_dependent:
+            kron = KroneckerSpatial.from_psf(self.psf.kernels[0], shape, *factors)
+        if spatial == "separable" and kron is None:
+            raise ValueError("spatial='separable' needs a PSF that does not depend on energy "
+                             "and whose kernel has rank ≤ 2 (e.g. a Gaussian)")
         if spatial == "auto":
             small = (m * n) * (M * N) <= DENSE_MAX_ENTRIES
-            spatial = "dense" if small and not self.psf.energy_dependent else "fft"
+            spatial = ("separable" if kron is not None
+                       else "dense" if small and not self.psf.energy_dependent else "fft")
+        if spatial == "separable":
+            blur = kron
         if spatial == "dense":
             if self.psf.energy_dependent:
                 raise ValueError("spatial='dense' needs a PSF that does not depend on energy")
@@ -257,7 +276,7 @@ class ForwardModel:
         """
         fx, fy = _head(self.op_X), _head(self.op_Y)
         if (is_dask(rX) or is_dask(rY) or not isinstance(fx[0], SpectralResponse)
-                or not isinstance(fy[0], SpatialMatrix)):
+                or not isinstance(fy[0], (SpatialMatrix, KroneckerSpatial))):
             return self.adjoint_X(rX) + self.adjoint_Y(rY)
         for o in reversed(fx[1]):
             rX = o.adjoint(rX)
@@ -267,7 +286,10 @@ class ForwardModel:
         rX, rY = np.asarray(rX, dt), np.asarray(rY, dt)
         L, M, N = self.shape
         out = matmul(fx[0].matrix(dt)[1], rX.reshape(rX.shape[0], -1))
-        matmul(rY.reshape(L, -1), fy[0]._mats(dt)[1], out=out, accumulate=True)
+        if isinstance(fy[0], KroneckerSpatial):
+            fy[0].adjoint_into(rY, out=out.reshape(L * M, N), accumulate=True)
+        else:
+            matmul(rY.reshape(L, -1), fy[0]._mats(dt)[1], out=out, accumulate=True)
         return out.reshape(L, M, N)
 
     def curvature(self, hX, hY):
