@@ -339,27 +339,52 @@ def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int,
                            boundary: str) -> tuple[np.ndarray, np.ndarray]:
     """Bands ``c[0, 0]`` (finest detail) and ``c[J2, J1]`` (coarse) of the 2-D–1-D starlet
     of the whole cube ``z``, without forming the other bands (what the threshold estimate
-    needs: the noise scale from the finest band, the k map from the coarse one)."""
+    needs: the noise scale from the finest band, the k map from the coarse one). Every
+    smoothing runs in blocks of planes or rows on the block threads."""
     z = np.ascontiguousarray(z)
     dt = z.dtype
     E = z.shape[0]
     P = z.shape[1] * z.shape[2]
-    edges = [(True, True)] * 3
-    b2 = _spatial(z, J2, edges, [(0, s) for s in z.shape], boundary)
-    one = np.ones((1, 1), dt)
-    zero = dt.type(0)
+    cur = z
+    level1 = None
+    for j in range(1, J2 + 1):   # spatial smoothings of the whole cube (no halos)
+        d = 1 << (j - 1)
+        iy, wy, _ = smooth_table(cur.shape[1], d, True, True, boundary, dt.str)
+        ix, wx, _ = smooth_table(cur.shape[2], d, True, True, boundary, dt.str)
+        ia, ib = _plain_range(cur.shape[2], d, True, True, boundary)
+        nxt = np.empty_like(cur)
+        _planes(cur, iy, wy, ix, wx, ia, ib, d, 0, _taps(dt.str), nxt)
+        cur = nxt
+        if j == 1:
+            level1 = cur
+    band0 = np.subtract(z, level1) if J2 > 0 else np.zeros_like(z)
+    coarse2 = cur if J2 > 0 else z
     res = []
-    for b, levels in ((0, 1), (J2, J1)):
-        cur = b2[b].reshape(E, P)
+    for band, levels in ((band0, 1), (coarse2, J1)):
+        c = band.reshape(E, P)
         for j in range(1, levels + 1):
-            idx, w, _ = smooth_table(E, 1 << (j - 1), True, True, boundary, dt.str)
-            dst = np.empty((E, P), dt)
-            _smooth_threshold(cur, 0, idx, w, dst, 0, 0, 0, one, zero, False, False, zero,
-                              dst)
-            cur = dst
-        res.append(cur.reshape(z.shape))
-    finest = np.subtract(b2[0], res[0], out=res[0])
+            c = _smooth_rows(c, *smooth_table(E, 1 << (j - 1), True, True, boundary,
+                                              dt.str)[:2])
+        res.append(c.reshape(z.shape))
+    finest = np.subtract(band0, res[0], out=res[0])
     return finest, res[1]
+
+
+def _smooth_rows(src: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``dst[i] = Σ_k w[i, k] src[idx[i, k]]`` (one spectral smoothing), in blocks of output
+    rows on the block threads."""
+    from ._threads import each_block
+
+    dst = np.empty((idx.shape[0], src.shape[1]), src.dtype)
+    one = np.ones((1, 1), src.dtype)
+    zero = src.dtype.type(0)
+
+    def block(a, b):
+        _smooth_threshold(src, 0, idx[a:b], w[a:b], dst[a:b], 0, 0, 0, one, zero, False,
+                          False, zero, dst[a:b])
+
+    each_block(block, idx.shape[0], 8)
+    return dst
 
 
 def brightness_k(c: np.ndarray, k_min: float, k_max: float, m: float,
