@@ -252,3 +252,12 @@ def test_separable_is_refused_for_a_kernel_of_high_rank():
     with pytest.raises(ValueError, match="separable"):
         ForwardModel.from_dataset(ds, spatial="separable")
     assert ForwardModel.from_dataset(tiny_problem()).spatial_method == "separable"
+
+
+def test_unknown_spatial_method_and_bad_kronecker_factors_are_refused():
+    from xfusion.operators.separable import KroneckerSpatial
+
+    with pytest.raises(ValueError, match="spatial must be 'auto', 'dense', 'fft' or 'separable'"):
+        ForwardModel.from_dataset(tiny_problem(), spatial="fast")
+    with pytest.raises(ValueError, match=r"need A \(r, m, M\) and B \(r, n, N\)"):
+        KroneckerSpatial(np.ones((1, 3, 9)), np.ones((2, 3, 9)), 4)
