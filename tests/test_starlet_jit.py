@@ -102,6 +102,43 @@ def test_finest_and_coarse_are_those_of_the_forward_transform(shape, boundary, m
     np.testing.assert_allclose(c0, coarse, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("sample", [(slice(None, None, 2),) * 3,
+                                    (slice(1, None, 3), slice(None, None, 2), slice(2, 9, 5)),
+                                    (slice(None),) * 3])
+@pytest.mark.parametrize("boundary", ["mirror", "reflect"])
+def test_finest_band_at_a_lattice_is_the_full_band_sliced(sample, boundary, monkeypatch):
+    from xfusion.wavelets_bands import StarletBands
+
+    z = rand((41, 11, 13), seed=6)
+    c = W.Starlet2D1D(2, 3, boundary).forward(z)
+    fin, coarse = J.finest_and_coarse_2d1d(z, 2, 3, boundary, sample=sample)
+    np.testing.assert_allclose(fin, c[0, 0][sample], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(coarse, c[2, 3], rtol=1e-12, atol=1e-12)
+    B = StarletBands(W.Starlet2D1D(2, 3, boundary), z.shape)
+    monkeypatch.setenv("XFUSION_JIT", "0")
+    f0, _ = B.finest_and_coarse(z, sample=sample)
+    np.testing.assert_allclose(f0, fin, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("metric", [True, False])
+def test_threshold_base_is_scale_times_k_times_root_step_metric(dtype, metric):
+    c = rand((30, 7, 9), dtype, seed=8) - 0.5
+    P = (rand(c.shape, dtype, seed=9) + 0.1) if metric else None
+    m = float(np.median(np.abs(c)))
+    k, base, sP = J.threshold_base(c, P, 0.3, 1.7, 4.0, 8.0, m, 2.0)
+    k_ref = W.brightness_k(c, 4.0, 8.0, reference=m)
+    np.testing.assert_allclose(k, k_ref, rtol=1e-6)
+    Pf = np.ones_like(c) if P is None else P
+    np.testing.assert_allclose(base, 1.7 * k_ref * np.sqrt(0.3 * Pf), rtol=2e-6)
+    assert sP == pytest.approx(float(Pf.sum(dtype=np.float64)), rel=1e-6)
+    # no brightness reference (an all-zero band): k = k_max everywhere
+    k0, _, _ = J.threshold_base(np.zeros_like(c), P, 0.3, 1.7, 4.0, 8.0, 0.0, 2.0)
+    assert np.all(k0 == 8.0)
+    with pytest.raises(ValueError, match="metric of"):
+        J.threshold_base(c, np.ones(5, dtype), 0.3, 1.7, 4.0, 8.0, m, 2.0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("slope", [2.0, 1.5])
 def test_jit_brightness_map_equals_numpy(dtype, slope, monkeypatch):

@@ -285,6 +285,20 @@ def test_soft_threshold_arrays_dtype_inplace_dask():
         W.soft_threshold(w, -t)
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 10, 1001, 4096])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_median_equals_numpy(n, dtype):
+    a = (np.random.default_rng(n).standard_normal(n) * 100).astype(dtype)
+    a[: n // 3] = a[0]                                  # ties
+    assert W.median(a) == pytest.approx(float(np.median(a)), rel=1e-6)
+    assert W.median(a.reshape(1, -1)) == pytest.approx(float(np.median(a)), rel=1e-6)
+    if np.issubdtype(dtype, np.floating):
+        b = a.copy()
+        b[n // 2] = np.nan
+        assert np.isnan(W.median(b)) and np.isnan(np.median(b))
+    assert np.isnan(W.median(np.array([])))
+
+
 def test_mad_sigma():
     rng = np.random.default_rng(0)
     w = 2.0 * rng.standard_normal(200_000)

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover
     numba = None
 
 __all__ = ["available", "smooth_table", "threshold_2d1d_seg", "finest_and_coarse_2d1d",
-           "brightness_k"]
+           "brightness_k", "threshold_base"]
 
 B3 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
@@ -335,12 +335,17 @@ def _coarse_threshold(dst, do, c0, c1, tm, tf, out2):
     return float((t * np.abs(v - cl)).sum(dtype=np.float64))
 
 
-def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int,
-                           boundary: str) -> tuple[np.ndarray, np.ndarray]:
+def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int, boundary: str,
+                           sample: tuple[slice, slice, slice] | None = None
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """Bands ``c[0, 0]`` (finest detail) and ``c[J2, J1]`` (coarse) of the 2-D–1-D starlet
     of the whole cube ``z``, without forming the other bands (what the threshold estimate
     needs: the noise scale from the finest band, the k map from the coarse one). Every
-    smoothing runs in blocks of planes or rows on the block threads."""
+    smoothing runs in blocks of planes or rows on the block threads.
+
+    With ``sample`` (three slices, e.g. a regular lattice) the finest band is returned at
+    those voxels only, ``c[0, 0][sample]``, and computed only along the sampled pixels' spectra
+    (a quarter of the cube for a 2×2 spatial lattice) instead of over the whole cube."""
     z = np.ascontiguousarray(z)
     dt = z.dtype
     E = z.shape[0]
@@ -357,8 +362,24 @@ def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int,
         cur = nxt
         if j == 1:
             level1 = cur
-    band0 = np.subtract(z, level1) if J2 > 0 else np.zeros_like(z)
     coarse2 = cur if J2 > 0 else z
+    if sample is not None:
+        se, sp = sample[0], (slice(None),) + tuple(sample[1:])
+        # c[0, 0] = (1 - G_e)(z - S_1 z): the spatial detail on the sampled spectra only,
+        # then the spectral smoothing of the sampled rows
+        band0 = np.subtract(z[sp], level1[sp]) if J2 > 0 else np.zeros_like(z[sp])
+        shp = band0.shape
+        b0 = band0.reshape(E, -1)
+        idx, w, _ = smooth_table(E, 1, True, True, boundary, dt.str)
+        rows = np.arange(E)[se]
+        fin = np.subtract(b0[rows], _smooth_rows(b0, np.ascontiguousarray(idx[rows]),
+                                                 np.ascontiguousarray(w[rows])))
+        c = coarse2.reshape(E, P)
+        for j in range(1, J1 + 1):
+            c = _smooth_rows(c, *smooth_table(E, 1 << (j - 1), True, True, boundary,
+                                              dt.str)[:2])
+        return fin.reshape((rows.size,) + shp[1:]), c.reshape(z.shape)
+    band0 = np.subtract(z, level1) if J2 > 0 else np.zeros_like(z)
     res = []
     for band, levels in ((band0, 1), (coarse2, J1)):
         c = band.reshape(E, P)
@@ -410,3 +431,63 @@ if numba is not None:  # pragma: no branch
             r = abs(c[i]) * inv_m
             rs = r * r if sq else r ** s
             out[i] = k0 + dk / (1 + rs)
+
+
+def threshold_base(c: np.ndarray, P: np.ndarray | None, step: float, scale: float,
+                   k_min: float, k_max: float, m: float, slope: float
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+    r"""The k map of :func:`brightness_k` and the threshold base
+    :math:`s\,k\,\sqrt{\alpha P}` in one pass per block thread, with :math:`\sum P`.
+
+    ``P`` (the metric, ``c``'s shape) may be ``None`` (:math:`P = 1`); ``m <= 0`` gives
+    ``k = k_max`` everywhere (as :func:`xfusion.wavelets.brightness_k` for an all-zero band).
+    Returns ``(k, base, ΣP)`` (``ΣP`` summed in float64).
+    """
+    from ._threads import each_block
+
+    c = np.ascontiguousarray(c)
+    dt = c.dtype
+    t = dt.type
+    kout, bout = np.empty_like(c), np.empty_like(c)
+    cf, kf, bf = c.reshape(-1), kout.reshape(-1), bout.reshape(-1)
+    pf = None if P is None else np.ascontiguousarray(P, dt).reshape(-1)
+    if pf is not None and pf.size != cf.size:
+        raise ValueError(f"metric of {pf.size} entries for a band of {cf.size}")
+    inv_m = t(1.0 / m) if m > 0 else t(0)
+    args = (t(step), t(scale), t(k_min), t(k_max - k_min), inv_m, float(slope))
+
+    def block(a, b):
+        if pf is None:
+            return _base_const(cf[a:b], *args, kf[a:b], bf[a:b])
+        return _base(cf[a:b], pf[a:b], *args, kf[a:b], bf[a:b])
+
+    sums = each_block(block, cf.size)
+    return kout, bout, float(sum(sums))
+
+
+if numba is not None:  # pragma: no branch
+    @_jit_fast
+    def _base(c, P, st, sc, k0, dk, inv_m, s, kout, bout):  # pragma: no cover - compiled
+        sq = s == 2.0
+        tot = 0.0
+        for i in range(c.size):
+            r = abs(c[i]) * inv_m
+            rs = r * r if sq else r ** s
+            k = k0 + dk / (1 + rs)
+            kout[i] = k
+            p = P[i]
+            tot += p
+            bout[i] = sc * k * np.sqrt(st * p)
+        return tot
+
+    @_jit_fast
+    def _base_const(c, st, sc, k0, dk, inv_m, s, kout, bout):  # pragma: no cover - compiled
+        sq = s == 2.0
+        f = sc * np.sqrt(st)
+        for i in range(c.size):
+            r = abs(c[i]) * inv_m
+            rs = r * r if sq else r ** s
+            k = k0 + dk / (1 + rs)
+            kout[i] = k
+            bout[i] = f * k
+        return float(c.size)

@@ -183,8 +183,10 @@ class StarletL1:
             return np.asarray(s).reshape((-1,) + (1,) * (self.T.ndim_data - 1))
         return float(s)
 
-    def _estimate(self, v, sqrtP) -> None:
-        from .wavelets import brightness_k, lattice_sample, mad_sigma
+    def _estimate(self, v, sqrtP, fused: tuple | None = None) -> None:
+        """Set the noise scale and the k map from ``v`` (and, with ``fused = (step, P)``,
+        the threshold base and P̄ too, in one compiled pass; ``sqrtP`` is then not used)."""
+        from .wavelets import brightness_k, lattice_sample, mad_sigma, median
 
         g = self.T.noise_gains
         # both medians are taken over regular samples of ~10⁶ coefficients (the same on numpy
@@ -205,26 +207,52 @@ class StarletL1:
                 fin, amp, coarse = persist(fin, amp, coarse)
             fin, amp = dask.compute(fin, amp)
         else:
-            fin, coarse = self.T.finest_and_coarse(v)
-            # the samples first, then the scaling (the lattice depends on the shape only)
-            fin = lattice_sample(fin, keep_leading=self.per_slice) / v.dtype.type(g[0])
-            if np.ndim(sqrtP):
-                fin = fin / lattice_sample(np.broadcast_to(sqrtP, v.shape),
-                                           keep_leading=self.per_slice)
+            # the finest band only at the lattice's voxels (the lattice depends on the shape
+            # only), then scaled by the noise model there
+            idx = lattice_sample(_Lattice(tuple(v.shape)), keep_leading=self.per_slice)
+            idx = (slice(None),) * v.ndim if isinstance(idx, _Lattice) else tuple(idx)
+            fin, coarse = self.T.finest_and_coarse(v, sample=idx)
+            fin = fin / v.dtype.type(g[0])
+            if fused is not None:
+                step, P = fused
+                sqrtP = np.sqrt(step) if P is None else np.sqrt(
+                    np.multiply(np.broadcast_to(P, v.shape)[idx], step, dtype=v.dtype))
+                fin = fin / sqrtP
+            elif np.ndim(sqrtP):
+                fin = fin / np.broadcast_to(sqrtP, v.shape)[idx]
             else:
                 fin = fin / sqrtP
             amp = abs(lattice_sample(coarse))
         nz = amp[amp > 0]
-        reference = float(np.median(nz)) if nz.size else 0.0
+        reference = median(nz) if nz.size else 0.0
         if self.per_slice:
             self.scale = np.array([float(mad_sigma(fin[i])) for i in range(fin.shape[0])])
         else:
             self.scale = float(mad_sigma(fin))
         if self.k == "auto":
+            if fused is not None:
+                # k map and threshold base in one pass (fused = (step, P))
+                from . import _starlet_jit
+
+                step, P = fused
+                k_min, k_max = self.k_range
+                self.kmap, self.base, sP = _starlet_jit.threshold_base(
+                    coarse, P, step, self.scale, k_min, k_max, reference, 2.0)
+                self.pbar = step * sP / v.size
+                return
             km = brightness_k(coarse, *self.k_range, reference=reference)
             self.kmap = km.astype(v.dtype) if is_dask(km) else np.asarray(km, v.dtype)
         else:
             self.kmap = float(self.k)
+
+    def _fused(self, v, P) -> bool:
+        """Whether the in-memory estimate can build the threshold base in one compiled pass
+        (per-voxel k map, one scale, a metric of ``v``'s shape)."""
+        from . import _starlet_jit
+
+        return (self.k == "auto" and not self.per_slice and _starlet_jit.available()
+                and (P is None or (not is_dask(P) and np.shape(P) == np.shape(v)))
+                and np.dtype(v.dtype) in (np.float32, np.float64))
 
     def _samples_dask(self, v):
         """The lattice samples of the finest band and of |coarse|, and the coarse band, of a
@@ -291,6 +319,9 @@ class StarletL1:
         if is_dask(v):
             return self._prox_dask(v, step, P)
         if self.frozen and self.base is not None:
+            base = self.base
+        elif self._fused(v, P):
+            self._estimate(v, None, fused=(step, P))
             base = self.base
         else:
             if P is not None:

