@@ -179,6 +179,34 @@ def test_w2d1d_resume(tmp_path):
     np.testing.assert_allclose(done.values, ref.values, rtol=1e-9, atol=1e-15)
 
 
+def test_held_metric_caps_momentum_instead_of_restarting(tmp_path):
+    """Once the thresholds froze (metric held) momentum is capped at HELD_BETA_MAX and not
+    restarted; runs resumed at the freeze and at a capped step end where the uninterrupted
+    one does."""
+    from xfusion.solver import HELD_BETA_MAX
+
+    class Reg(NoRegularizer):
+        metric_dependent = True
+        frozen = False
+
+    s = FISTA.__new__(FISTA)                            # the cap needs only these flags
+    s.freeze_metric, s.metric, s.reg = True, "em", Reg(True)
+    assert s._capped(0.95) == 0.95                     # thresholds still adapting
+    s.reg.frozen = True
+    assert s.held() and s._capped(0.95) == HELD_BETA_MAX and s._capped(0.3) == 0.3
+    s.freeze_metric = False
+    assert not s.held() and s._capped(0.95) == 0.95
+
+    ds = consistent_problem(L=48, l=6, M=18, N=18, counts=50, noise=True)
+    kw = dict(progress=False, tol=1e-14, dtype="float64", J1=2, adapt_iter=5)
+    ref = xf.fuse(ds, "w2d1d", max_iter=30, **kw)
+    for stop in (5, 24):
+        ck = tmp_path / f"held{stop}.zarr"
+        xf.fuse(ds, "w2d1d", max_iter=stop, checkpoint=ck, checkpoint_every=stop, **kw)
+        done = xf.fuse(ds, "w2d1d", max_iter=30, resume=ck, **kw)
+        np.testing.assert_allclose(done.values, ref.values, rtol=1e-9, atol=1e-15)
+
+
 def test_lrs_objective_decreases_and_converges():
     ds = consistent_problem(noise=True)
     Z = xf.fuse(ds, "lrs", rank=4, progress=False)
