@@ -120,6 +120,28 @@ def test_finest_band_at_a_lattice_is_the_full_band_sliced(sample, boundary, monk
     np.testing.assert_allclose(f0, fin, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(41, 11, 13), (200, 60, 60)])   # one block, three blocks
+def test_threshold_reusing_the_estimates_spatial_smoothings(shape):
+    """The prox given the spatial smoothings formed by the estimate equals the one that forms
+    them itself (blocks with energy halos slice the whole-cube smoothings)."""
+    from xfusion.wavelets_bands import StarletBands
+
+    z = rand(shape, seed=7)
+    T = W.Starlet2D1D(2, 3)
+    B = StarletBands(T, shape)
+    fin, coarse, levels = B.finest_and_coarse(z, levels=True)
+    assert len(levels) == 2
+    t = 0.2 * (rand(shape, seed=8) + 0.1)
+    th = {b: (float(B.noise_gains[b]), t) for b in B.detail_bands}
+    ref, l1_ref = B.threshold(z, th)
+    got, l1 = B.threshold(z, th, levels=levels)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    assert l1 == pytest.approx(l1_ref, rel=1e-12)
+    # smoothings of another cube are not silently used
+    bad = [np.zeros((3,) + shape[1:])] * 2
+    np.testing.assert_allclose(B.threshold(z, th, levels=bad)[0], ref, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("metric", [True, False])
 def test_threshold_base_is_scale_times_k_times_root_step_metric(dtype, metric):

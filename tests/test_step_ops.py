@@ -84,3 +84,16 @@ def test_compiled_em_metric_equals_the_expression(dtype, monkeypatch):
     assert got.dtype == ref.dtype == dtype
     np.testing.assert_allclose(got, ref, rtol=1e-6 if dtype == np.float32 else 1e-14)
     assert got[0, 0, 0] == pytest.approx(1e-3 / c[0, 0, 0], rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mean_abs_equals_numpy(dtype, monkeypatch):
+    import dask.array as da
+
+    x = (np.random.default_rng(4).standard_normal((70, 30, 40)) * 3).astype(dtype)
+    ref = float(np.abs(x).mean(dtype=np.float64))
+    assert S.mean_abs(x) == pytest.approx(ref, rel=1e-12)
+    assert S.mean_abs(x[:, ::2]) == pytest.approx(float(np.abs(x[:, ::2]).mean()), rel=1e-6)
+    assert S.mean_abs(da.from_array(x, chunks=20)) == pytest.approx(ref, rel=1e-12)
+    monkeypatch.setenv("XFUSION_JIT", "0")
+    assert S.mean_abs(x) == pytest.approx(ref, rel=1e-12)

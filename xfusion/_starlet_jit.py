@@ -256,19 +256,37 @@ def _spatial(x, J2, edges, core, boundary):
     return b2
 
 
+def _bands_from_levels(x, levels, core):
+    """The 2-D bands of segment ``x`` from its spatial smoothings (:func:`_spatial`'s result)."""
+    (r0, r1), (q0, q1) = core[1], core[2]
+    seq = [x] + list(levels)
+    b2 = np.empty((len(levels) + 1, x.shape[0], r1 - r0, q1 - q0), x.dtype)
+    for j in range(len(levels)):
+        np.subtract(seq[j][:, r0:r1, q0:q1], seq[j + 1][:, r0:r1, q0:q1], out=b2[j])
+    np.copyto(b2[-1], seq[-1][:, r0:r1, q0:q1])
+    return b2
+
+
 def threshold_2d1d_seg(x: np.ndarray, J2: int, J1: int, edges, core, boundary: str,
-                       thresh, restrict, out: np.ndarray, want_l1: bool) -> float:
+                       thresh, restrict, out: np.ndarray, want_l1: bool,
+                       levels: list | None = None) -> float:
     """Soft-threshold-and-reconstruct one segment (see the module notes).
 
     ``x`` is the segment with its halos, C-contiguous; ``edges``/``core`` as in
     :func:`xfusion.wavelets._filter_2d1d_seg`; ``thresh((b, j))`` returns ``None``, a scalar,
     an array or ``(factor, array)`` (arrays broadcastable to the whole data), and
     ``restrict(array)`` cuts an array down to this segment's core. Writes ``out`` and returns
-    the weighted l1 of the kept parts (0 unless ``want_l1``).
+    the weighted l1 of the kept parts (0 unless ``want_l1``). ``levels``: the ``J2`` spatial
+    smoothings of ``x`` when already known (whole images, as
+    :func:`finest_and_coarse_2d1d` forms them), used instead of recomputing them.
     """
     dt = x.dtype
     (c0, c1) = core[0]
-    b2 = _spatial(x, J2, edges, core, boundary)
+    if levels is not None and len(levels) == J2 and tuple(edges[1]) == tuple(edges[2]) == (
+            True, True) and all(lv.shape == x.shape and lv.dtype == dt for lv in levels):
+        b2 = _bands_from_levels(x, levels, core)
+    else:
+        b2 = _spatial(x, J2, edges, core, boundary)
     np.copyto(out, x[c0:c1, core[1][0]:core[1][1], core[2][0]:core[2][1]])
     E = x.shape[0]
     P = out.shape[1] * out.shape[2]
@@ -336,8 +354,8 @@ def _coarse_threshold(dst, do, c0, c1, tm, tf, out2):
 
 
 def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int, boundary: str,
-                           sample: tuple[slice, slice, slice] | None = None
-                           ) -> tuple[np.ndarray, np.ndarray]:
+                           sample: tuple[slice, slice, slice] | None = None,
+                           levels: bool = False):
     """Bands ``c[0, 0]`` (finest detail) and ``c[J2, J1]`` (coarse) of the 2-D–1-D starlet
     of the whole cube ``z``, without forming the other bands (what the threshold estimate
     needs: the noise scale from the finest band, the k map from the coarse one). Every
@@ -345,13 +363,16 @@ def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int, boundary: str,
 
     With ``sample`` (three slices, e.g. a regular lattice) the finest band is returned at
     those voxels only, ``c[0, 0][sample]``, and computed only along the sampled pixels' spectra
-    (a quarter of the cube for a 2×2 spatial lattice) instead of over the whole cube."""
+    (a quarter of the cube for a 2×2 spatial lattice) instead of over the whole cube. With
+    ``levels`` the ``J2`` spatial smoothings of ``z`` are returned too, as a third item (the
+    prox can reuse them: ``Starlet2D1D.threshold(..., levels=...)``)."""
     z = np.ascontiguousarray(z)
     dt = z.dtype
     E = z.shape[0]
     P = z.shape[1] * z.shape[2]
     cur = z
     level1 = None
+    smooth = []
     for j in range(1, J2 + 1):   # spatial smoothings of the whole cube (no halos)
         d = 1 << (j - 1)
         iy, wy, _ = smooth_table(cur.shape[1], d, True, True, boundary, dt.str)
@@ -360,9 +381,11 @@ def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int, boundary: str,
         nxt = np.empty_like(cur)
         _planes(cur, iy, wy, ix, wx, ia, ib, d, 0, _taps(dt.str), nxt)
         cur = nxt
+        smooth.append(cur)
         if j == 1:
             level1 = cur
     coarse2 = cur if J2 > 0 else z
+    extra = (smooth,) if levels else ()
     if sample is not None:
         se, sp = sample[0], (slice(None),) + tuple(sample[1:])
         # c[0, 0] = (1 - G_e)(z - S_1 z): the spatial detail on the sampled spectra only,
@@ -378,7 +401,7 @@ def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int, boundary: str,
         for j in range(1, J1 + 1):
             c = _smooth_rows(c, *smooth_table(E, 1 << (j - 1), True, True, boundary,
                                               dt.str)[:2])
-        return fin.reshape((rows.size,) + shp[1:]), c.reshape(z.shape)
+        return (fin.reshape((rows.size,) + shp[1:]), c.reshape(z.shape)) + extra
     band0 = np.subtract(z, level1) if J2 > 0 else np.zeros_like(z)
     res = []
     for band, levels in ((band0, 1), (coarse2, J1)):
@@ -388,7 +411,7 @@ def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int, boundary: str,
                                               dt.str)[:2])
         res.append(c.reshape(z.shape))
     finest = np.subtract(band0, res[0], out=res[0])
-    return finest, res[1]
+    return (finest, res[1]) + extra
 
 
 def _smooth_rows(src: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:

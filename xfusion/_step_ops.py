@@ -25,7 +25,7 @@ from . import _starlet_jit
 from ._threads import each_block
 from .functionals import total
 
-__all__ = ["scaled_step", "step_products", "momentum_point", "em_metric"]
+__all__ = ["scaled_step", "step_products", "momentum_point", "em_metric", "mean_abs"]
 
 #: fewest elements per block handed to one thread (a few hundred kB of each operand)
 _BLOCK = 1 << 16
@@ -98,6 +98,15 @@ def momentum_point(x, x_prev, beta: float, floor: float, moved: bool = False):
     return y, index, (y.reshape(-1)[index] - lin.reshape(-1)[index])
 
 
+def mean_abs(x) -> float:
+    """:math:`\frac1n\\sum_i |x_i|`, summed in float64 (one pass, no temporary)."""
+    if _compiled(x) and x.size:
+        xf = x.reshape(-1)
+        parts = each_block(lambda a, b: _k_abs_sum(xf[a:b]), xf.size, _BLOCK)
+        return float(sum(parts)) / xf.size
+    return float(np.abs(x).mean(dtype=np.float64))
+
+
 def em_metric(x, colsum, floor: float, dtype):
     r""":math:`\max(x, f) / c` in ``dtype`` (``f`` = ``floor``, ``c`` = ``colsum``, > 0)."""
     dt = np.dtype(dtype)
@@ -135,6 +144,13 @@ if _starlet_jit.numba is not None:  # pragma: no branch
             t = xi + b * (xi - xp[i])
             f = th * xi
             y[i] = t if t > f else f
+
+    @_jit
+    def _k_abs_sum(x):  # pragma: no cover - compiled
+        t = 0.0
+        for i in range(x.size):
+            t += np.float64(abs(x[i]))
+        return t
 
     @_jit
     def _k_em(x, c, f, p):  # pragma: no cover - compiled

@@ -177,6 +177,7 @@ class StarletL1:
         self.pbar = 1.0
         self._last = (None, 0.0)
         self._iter = 0
+        self._levels = None   # (prox input, its spatial smoothings) kept by the estimate
 
     def _shape_scale(self, s):
         if self.per_slice:
@@ -211,7 +212,11 @@ class StarletL1:
             # only), then scaled by the noise model there
             idx = lattice_sample(_Lattice(tuple(v.shape)), keep_leading=self.per_slice)
             idx = (slice(None),) * v.ndim if isinstance(idx, _Lattice) else tuple(idx)
-            fin, coarse = self.T.finest_and_coarse(v, sample=idx)
+            if fused is not None:   # the prox reuses the spatial smoothings of v
+                fin, coarse, lv = self.T.finest_and_coarse(v, sample=idx, levels=True)
+                self._levels = (v, lv)
+            else:
+                fin, coarse = self.T.finest_and_coarse(v, sample=idx)
             fin = fin / v.dtype.type(g[0])
             if fused is not None:
                 step, P = fused
@@ -343,7 +348,11 @@ class StarletL1:
         if base.shape != tuple(v.shape):
             base = np.broadcast_to(base, v.shape)
         th = {b: (float(g[b]), base) for b in self.T.detail_bands}
-        x, l1 = self.T.threshold(v, th)
+        kept, self._levels = self._levels, None
+        if kept is not None and kept[0] is v and kept[1] is not None:
+            x, l1 = self.T.threshold(v, th, levels=kept[1])
+        else:
+            x, l1 = self.T.threshold(v, th)
         if self.positive:
             x = np.maximum(x, 0, out=x)
         # φ in objective units: thresholds t = α P λ, so λ ≈ t / (α P̄) (a surrogate with the

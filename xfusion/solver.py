@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._step_ops import em_metric, momentum_point, scaled_step, step_products
+from ._step_ops import em_metric, mean_abs, momentum_point, scaled_step, step_products
 from ._threads import serial_blas
 from .functionals import PoissonLoss, total
 from .operators.base import is_dask
@@ -362,7 +362,7 @@ class FISTA:
                 cs = self.param.adjoint(*ones)
                 self._colsum, = _persist(
                     np.maximum(cs, 1e-30 * float(cs.max())).astype(self.dtype))
-            xm = float(np.abs(x).mean(dtype=np.float64))
+            xm = mean_abs(x)
             if self.smooth is not None and hasattr(self.smooth, "lipschitz"):
                 # EM for the likelihood, a separable majorant (row sums of |∇²s|) for the
                 # smooth penalty: P = 1 / (Kᵀ1 / x + L_s) (De Pierro's combination)

@@ -599,8 +599,10 @@ def _slice_like(t: np.ndarray, loc: tuple[slice, ...]) -> np.ndarray:
 class _SoftThreshold(_Consumer):
     r"""``out = z - Σ_b clip(c_b, -t_b, t_b)`` (= Σ soft(c_b) + kept bands), 2 passes a band."""
 
-    def __init__(self, thresh: Callable, loc: tuple[slice, ...], l1: list | None, ws):
+    def __init__(self, thresh: Callable, loc: tuple[slice, ...], l1: list | None, ws,
+                 levels: tuple | None = None):
         self.thresh, self.loc, self.l1, self.ws = thresh, loc, l1, ws
+        self.levels = levels                 # whole-cube spatial smoothings, when known
         self._neg: dict[int, tuple] = {}     # -t of this block, per threshold array
 
     def begin(self, z, out):
@@ -938,7 +940,8 @@ class _Starlet:
         self._drive(z.shape, work)
         return out
 
-    def threshold(self, z, thresh, out: np.ndarray | None = None, return_l1: bool = False):
+    def threshold(self, z, thresh, out: np.ndarray | None = None, return_l1: bool = False,
+                  levels: tuple | None = None):
         r"""Soft-threshold the coefficients of ``z`` and reconstruct, block by block.
 
         The prox step of an l1 penalty on starlet details (with the usual
@@ -963,6 +966,11 @@ class _Starlet:
         return_l1 : bool
             Also return :math:`\sum_b \sum_v t_b(v)\,|\operatorname{soft}(c_b, t_b)(v)|`, the
             weighted l1 norm of the thresholded coefficients (numpy input only).
+        levels : tuple of ndarray, optional
+            :class:`Starlet2D1D` with the compiled kernel only: the ``J2`` spatial smoothings
+            of the whole numpy ``z`` (as :func:`xfusion._starlet_jit.finest_and_coarse_2d1d`
+            returns them with ``levels=True``), reused instead of recomputed; ignored
+            elsewhere.
 
         Returns
         -------
@@ -995,7 +1003,8 @@ class _Starlet:
 
         def work(s, e, a, b, edges, core, ws):
             self._kfilter(z[a:b], edges, core,
-                          _SoftThreshold(get, (slice(s, e),) + rest, l1, ws), out[s:e], ws)
+                          _SoftThreshold(get, (slice(s, e),) + rest, l1, ws, levels),
+                          out[s:e], ws)
 
         self._drive(z.shape, work)
         if return_l1:
@@ -1327,10 +1336,14 @@ class Starlet2D1D(_Starlet):
     def _kfilter(self, x, edges, core, consumer, out, ws):
         if type(consumer) is _SoftThreshold and _starlet_jit.available():
             # compiled fused pass (optional numba; same map, see xfusion._starlet_jit)
+            levels = None
+            if consumer.levels is not None:      # rows [a, a + len(x)) of the whole cube
+                a = consumer.loc[0].start - core[0][0]
+                levels = [lv[a:a + x.shape[0]] for lv in consumer.levels]
             l1 = _starlet_jit.threshold_2d1d_seg(
                 np.ascontiguousarray(x), self.J2, self.J1, edges, core, self.boundary,
                 consumer.thresh, functools.partial(_slice_like, loc=consumer.loc), out,
-                consumer.l1 is not None)
+                consumer.l1 is not None, levels=levels)
             if consumer.l1 is not None:
                 consumer.l1.append(l1)
             return out
