@@ -183,3 +183,21 @@ def test_finest_and_coarse_with_planes_split_over_threads(monkeypatch):
     fin, coarse = J.finest_and_coarse_2d1d(z, 2, 3, "mirror")
     np.testing.assert_allclose(fin, c[0, 0], atol=1e-12)
     np.testing.assert_allclose(coarse, c[2, 3], atol=1e-12)
+
+
+@pytest.mark.parametrize("jit", ["1", "0"])
+def test_threshold_with_positivity_clips_block_by_block(jit, monkeypatch):
+    import dask.array as da
+
+    monkeypatch.setenv("XFUSION_JIT", jit)
+    z = rand((200, 60, 60), seed=9) - 0.4          # several blocks, negative values
+    T = W.Starlet2D1D(2, 3)
+    th = {(b, j): 0.05 for b in range(2) for j in range(4)}
+    ref, l1_ref = T.threshold(z, th, return_l1=True)
+    got, l1 = T.threshold(z, th, return_l1=True, positive=True)
+    assert (ref < 0).any()
+    np.testing.assert_array_equal(got, np.maximum(ref, 0))
+    assert l1 == l1_ref
+    zd = da.from_array(z, chunks=(70, 60, 30))
+    np.testing.assert_allclose(T.threshold(zd, th, positive=True).compute(scheduler="sync"),
+                               np.maximum(ref, 0), atol=1e-12)

@@ -349,12 +349,8 @@ class StarletL1:
             base = np.broadcast_to(base, v.shape)
         th = {b: (float(g[b]), base) for b in self.T.detail_bands}
         kept, self._levels = self._levels, None
-        if kept is not None and kept[0] is v and kept[1] is not None:
-            x, l1 = self.T.threshold(v, th, levels=kept[1])
-        else:
-            x, l1 = self.T.threshold(v, th)
-        if self.positive:
-            x = np.maximum(x, 0, out=x)
+        levels = kept[1] if kept is not None and kept[0] is v else None
+        x, l1 = self.T.threshold(v, th, levels=levels, positive=self.positive)
         # φ in objective units: thresholds t = α P λ, so λ ≈ t / (α P̄) (a surrogate with the
         # mean metric at the time the thresholds were frozen)
         self._last = (x, l1 / self.pbar)

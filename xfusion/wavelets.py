@@ -941,7 +941,7 @@ class _Starlet:
         return out
 
     def threshold(self, z, thresh, out: np.ndarray | None = None, return_l1: bool = False,
-                  levels: tuple | None = None):
+                  levels: tuple | None = None, positive: bool = False):
         r"""Soft-threshold the coefficients of ``z`` and reconstruct, block by block.
 
         The prox step of an l1 penalty on starlet details (with the usual
@@ -971,6 +971,9 @@ class _Starlet:
             of the whole numpy ``z`` (as :func:`xfusion._starlet_jit.finest_and_coarse_2d1d`
             returns them with ``levels=True``), reused instead of recomputed; ignored
             elsewhere.
+        positive : bool
+            Also clip the result at 0 (numpy input: block by block, while each block is in
+            cache; the l1 is that of the thresholded coefficients either way).
 
         Returns
         -------
@@ -993,8 +996,8 @@ class _Starlet:
         if _is_dask(z):
             if return_l1:
                 raise NotImplementedError("return_l1 is not available for dask input")
-            return self._dask(z, 0, (),
-                              functools.partial(self._dask_filter, _SoftThreshold, get))
+            x = self._dask(z, 0, (), functools.partial(self._dask_filter, _SoftThreshold, get))
+            return x.clip(min=0) if positive else x
         z = _prepare(z)
         self._check_data(z.shape)
         out = _out(out, z.shape, z.dtype)
@@ -1005,6 +1008,8 @@ class _Starlet:
             self._kfilter(z[a:b], edges, core,
                           _SoftThreshold(get, (slice(s, e),) + rest, l1, ws, levels),
                           out[s:e], ws)
+            if positive:
+                np.maximum(out[s:e], 0, out=out[s:e])
 
         self._drive(z.shape, work)
         if return_l1:

@@ -40,16 +40,16 @@ class StarletBands:
     def _index(self, b: int):
         return b if len(self.lead) == 1 else tuple(int(i) for i in np.unravel_index(b, self.lead))
 
-    def threshold(self, z, thresholds: dict, levels: tuple | None = None):
+    def threshold(self, z, thresholds: dict, levels: tuple | None = None,
+                  positive: bool = False):
         """Soft-threshold bands ``{flat index: threshold}`` and rebuild (one fused pass).
 
         Returns ``(x, l1)`` with ``l1 = Σ_b Σ_v t_b |soft(c_b)|``. ``levels``: the spatial
-        smoothings of ``z`` from :meth:`finest_and_coarse` (2-D–1-D, compiled path), reused.
+        smoothings of ``z`` from :meth:`finest_and_coarse` (2-D–1-D, compiled path), reused;
+        ``positive`` clips the result at 0 block by block.
         """
         th = {self._index(b): t for b, t in thresholds.items()}
-        if levels is not None and isinstance(self.T, Starlet2D1D):
-            return self.T.threshold(z, th, return_l1=True, levels=levels)
-        return self.T.threshold(z, th, return_l1=True)
+        return self.T.threshold(z, th, return_l1=True, levels=levels, positive=positive)
 
     def band(self, c, b: int):
         return c[b]

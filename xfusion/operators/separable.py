@@ -99,9 +99,8 @@ class KroneckerSpatial(LinearOperator):
             _, n, N = self.B.shape
             self._cache[dtype] = {
                 "Bcat": np.ascontiguousarray(self.B.transpose(2, 0, 1).reshape(N, r * n), dtype),
-                "AcatT": np.ascontiguousarray(self.A.transpose(2, 0, 1).reshape(M * r, m),
-                                              dtype),
-                "Acat": np.ascontiguousarray(self.A.transpose(1, 0, 2).reshape(m, r * M), dtype),
+                "A": np.ascontiguousarray(self.A, dtype),
+                "AT": np.ascontiguousarray(self.A.transpose(0, 2, 1), dtype),
                 "Bstack": np.ascontiguousarray(self.B.reshape(r * n, N), dtype),
             }
         return self._cache[dtype]
@@ -115,15 +114,18 @@ class KroneckerSpatial(LinearOperator):
         return self._cache[key]
 
     def _forward_np(self, z: np.ndarray) -> np.ndarray:
+        # Σ_r A_r (Z_l B_rᵀ): one product over all images for the x axis, then the y axis as
+        # a stack of small products (no transposed copies of the cube)
         dt = float_dtype(z)
         z = np.ascontiguousarray(z, dt)
         L, M, N = z.shape
-        r, m, n = self.rank, self.shape_out[1], self.shape_out[2]
+        r, n = self.rank, self.shape_out[2]
         k = self._mats(dt)
-        T = matmul(z.reshape(L * M, N), k["Bcat"])                       # (L, M, r, n)
-        T = np.ascontiguousarray(T.reshape(L, M, r, n).transpose(0, 3, 1, 2))
-        o = matmul(T.reshape(L * n, M * r), k["AcatT"])                  # (L, n, m)
-        return np.ascontiguousarray(o.reshape(L, n, m).transpose(0, 2, 1))
+        T = matmul(z.reshape(L * M, N), k["Bcat"]).reshape(L, M, r * n)
+        out = np.matmul(k["A"][0], T[:, :, :n])
+        for i in range(1, r):
+            out += np.matmul(k["A"][i], T[:, :, i * n:(i + 1) * n])
+        return out
 
     def adjoint_into(self, y: np.ndarray, out: np.ndarray | None = None,
                      accumulate: bool = False) -> np.ndarray:
@@ -134,9 +136,9 @@ class KroneckerSpatial(LinearOperator):
         L, m, n = y.shape
         r, M = self.rank, self.shape_in[1]
         k = self._mats(dt)
-        yt = np.ascontiguousarray(y.transpose(0, 2, 1)).reshape(L * n, m)
-        U = matmul(yt, k["Acat"])                                        # (L, n, r, M)
-        U = np.ascontiguousarray(U.reshape(L, n, r, M).transpose(0, 3, 2, 1))
+        U = np.empty((L, M, r * n), dt)                                  # A_rᵀ y_l, side by side
+        for i in range(r):
+            np.matmul(k["AT"][i], y, out=U[:, :, i * n:(i + 1) * n])
         return matmul(U.reshape(L * M, r * n), k["Bstack"], out=out, accumulate=accumulate)
 
     def _apply(self, z, adjoint: bool):
