@@ -131,7 +131,7 @@ def test_threshold_reusing_the_estimates_spatial_smoothings(shape):
     B = StarletBands(T, shape)
     fin, coarse, levels = B.finest_and_coarse(z, levels=True)
     assert len(levels) == 2
-    t = 0.2 * (rand(shape, seed=8) + 0.1)
+    t = 0.2 * (np.abs(rand(shape, seed=8)) + 0.1)
     th = {b: (float(B.noise_gains[b]), t) for b in B.detail_bands}
     ref, l1_ref = B.threshold(z, th)
     got, l1 = B.threshold(z, th, levels=levels)
@@ -146,7 +146,7 @@ def test_threshold_reusing_the_estimates_spatial_smoothings(shape):
 @pytest.mark.parametrize("metric", [True, False])
 def test_threshold_base_is_scale_times_k_times_root_step_metric(dtype, metric):
     c = rand((30, 7, 9), dtype, seed=8) - 0.5
-    P = (rand(c.shape, dtype, seed=9) + 0.1) if metric else None
+    P = (np.abs(rand(c.shape, dtype, seed=9)) + 0.1) if metric else None
     m = float(np.median(np.abs(c)))
     k, base, sP = J.threshold_base(c, P, 0.3, 1.7, 4.0, 8.0, m, 2.0)
     k_ref = W.brightness_k(c, 4.0, 8.0, reference=m)
@@ -197,7 +197,7 @@ def test_threshold_with_positivity_clips_block_by_block(jit, monkeypatch):
     got, l1 = T.threshold(z, th, return_l1=True, positive=True)
     assert (ref < 0).any()
     np.testing.assert_array_equal(got, np.maximum(ref, 0))
-    assert l1 == l1_ref
+    assert l1 == pytest.approx(l1_ref, rel=1e-12)   # (blocks may finish in any order)
     zd = da.from_array(z, chunks=(70, 60, 30))
     np.testing.assert_allclose(T.threshold(zd, th, positive=True).compute(scheduler="sync"),
                                np.maximum(ref, 0), atol=1e-12)
