@@ -22,6 +22,11 @@ times, interleaved round-robin ``repeat`` times, the pieces of one iteration:
 
 It prints the minimum and median ms per call, their sum per iteration, and the measured
 per-iteration time of a full ``fuse`` run with frozen thresholds, with the load average.
+
+``--whole-run N`` instead times N complete default runs of ``fuse`` with one time stamp per
+iteration (a solver callback) and prints, per run, the iterations, the whole run's iteration
+time over its iterations (the figure the solver issue's per-iteration target is about), and
+the median iteration of the threshold-adaptation phase and after it.
 """
 
 from __future__ import annotations
@@ -79,17 +84,51 @@ def _cases(s, x, xp, mu, P, g, gX, gY, v) -> dict:
     }
 
 
+def _whole_runs(ds, reg: str, n: int) -> None:
+    """Time ``n`` default runs of ``fuse``, one time stamp per iteration."""
+    stamps: list[float] = []
+    orig = F.FISTA
+
+    class Timed(orig):
+        def run(self, *a, **k):
+            self.callbacks.append(lambda st, rel: stamps.append(time.perf_counter()))
+            stamps.append(time.perf_counter())
+            return super().run(*a, **k)
+
+    xf.fuse(ds, reg, max_iter=3, progress=False)          # compile and warm the caches
+    F.FISTA = Timed
+    try:
+        for _ in range(n):
+            stamps.clear()
+            Z = xf.fuse(ds, reg, progress=False)
+            d = 1e3 * np.diff(stamps)
+            k = int(Z.attrs.get("adapt_iter", 20)) if reg in ("w2d1d", "lrw2d") else 0
+            phases = (f"; adaptation median {np.median(d[:k]):.0f} ms, after it "
+                      f"{np.median(d[k:]):.0f} ms" if 0 < k < d.size else "")
+            print(f"{reg}: {Z.attrs['iterations']} iterations, {d.sum() / 1e3:.2f} s, "
+                  f"{d.mean():.1f} ms per iteration{phases}; NMSE "
+                  f"{xf.metrics.nmse(Z, ds.Z_true):.2f} dB; load {os.getloadavg()[0]:.2f}")
+    finally:
+        F.FISTA = orig
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--scenario", default="gaussian_1kev_rebin")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--regularizers", nargs="+", default=["w2d1d", "lrs"])
+    p.add_argument("--whole-run", type=int, default=0, metavar="N",
+                   help="time N whole default runs per regularizer instead of the pieces")
     a = p.parse_args()
     warnings.filterwarnings("ignore")
     ds = xf.simulate.scenario(a.scenario, seed=0, scale=a.scale)
     print(f"{a.scenario} scale {a.scale}: Z {ds.sizes['energy']}×{ds.sizes['y']}×{ds.sizes['x']}"
           f", load average {os.getloadavg()[0]:.2f}")
+    if a.whole_run:
+        for reg in a.regularizers:
+            _whole_runs(ds, reg, a.whole_run)
+        return
     for reg in a.regularizers:
         s, st, _ = _capture(ds, reg, 22)
         x, xp = st.x, st.x_prev
