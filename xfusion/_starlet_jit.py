@@ -245,25 +245,21 @@ def _spatial(x, J2, edges, core, boundary):
         off = [off[0] + oy, off[1] + ox]
         levels.append((nxt, off))
         cur = nxt
+    return _bands(levels, core)
+
+
+def _bands(levels, core):
+    """The 2-D bands ``(J2 + 1, E, m, n)`` on the spatial core from the smoothing levels
+    ``[(array, [y offset, x offset]), ...]`` (level 0 the segment itself): differences of
+    successive levels, then the last level."""
     (r0, r1), (q0, q1) = core[1], core[2]
-    b2 = np.empty((J2 + 1, x.shape[0], r1 - r0, q1 - q0), dt)
+    x = levels[0][0]
+    J2 = len(levels) - 1
+    b2 = np.empty((J2 + 1, x.shape[0], r1 - r0, q1 - q0), x.dtype)
+    cut = [a[:, r0 - o[0]:r1 - o[0], q0 - o[1]:q1 - o[1]] for a, o in levels]
     for j in range(J2):
-        (a, oa), (b, ob) = levels[j], levels[j + 1]
-        np.subtract(a[:, r0 - oa[0]:r1 - oa[0], q0 - oa[1]:q1 - oa[1]],
-                    b[:, r0 - ob[0]:r1 - ob[0], q0 - ob[1]:q1 - ob[1]], out=b2[j])
-    c, oc = levels[J2]
-    np.copyto(b2[J2], c[:, r0 - oc[0]:r1 - oc[0], q0 - oc[1]:q1 - oc[1]])
-    return b2
-
-
-def _bands_from_levels(x, levels, core):
-    """The 2-D bands of segment ``x`` from its spatial smoothings (:func:`_spatial`'s result)."""
-    (r0, r1), (q0, q1) = core[1], core[2]
-    seq = [x] + list(levels)
-    b2 = np.empty((len(levels) + 1, x.shape[0], r1 - r0, q1 - q0), x.dtype)
-    for j in range(len(levels)):
-        np.subtract(seq[j][:, r0:r1, q0:q1], seq[j + 1][:, r0:r1, q0:q1], out=b2[j])
-    np.copyto(b2[-1], seq[-1][:, r0:r1, q0:q1])
+        np.subtract(cut[j], cut[j + 1], out=b2[j])
+    np.copyto(b2[J2], cut[J2])
     return b2
 
 
@@ -284,7 +280,7 @@ def threshold_2d1d_seg(x: np.ndarray, J2: int, J1: int, edges, core, boundary: s
     (c0, c1) = core[0]
     if levels is not None and len(levels) == J2 and tuple(edges[1]) == tuple(edges[2]) == (
             True, True) and all(lv.shape == x.shape and lv.dtype == dt for lv in levels):
-        b2 = _bands_from_levels(x, levels, core)
+        b2 = _bands([(x, (0, 0))] + [(lv, (0, 0)) for lv in levels], core)
     else:
         b2 = _spatial(x, J2, edges, core, boundary)
     np.copyto(out, x[c0:c1, core[1][0]:core[1][1], core[2][0]:core[2][1]])
@@ -369,9 +365,7 @@ def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int, boundary: str,
     z = np.ascontiguousarray(z)
     dt = z.dtype
     E = z.shape[0]
-    P = z.shape[1] * z.shape[2]
     cur = z
-    level1 = None
     smooth = []
     for j in range(1, J2 + 1):   # spatial smoothings of the whole cube (no halos)
         d = 1 << (j - 1)
@@ -382,36 +376,20 @@ def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int, boundary: str,
         _planes(cur, iy, wy, ix, wx, ia, ib, d, 0, _taps(dt.str), nxt)
         cur = nxt
         smooth.append(cur)
-        if j == 1:
-            level1 = cur
-    coarse2 = cur if J2 > 0 else z
-    extra = (smooth,) if levels else ()
-    if sample is not None:
-        se, sp = sample[0], (slice(None),) + tuple(sample[1:])
-        # c[0, 0] = (1 - G_e)(z - S_1 z): the spatial detail on the sampled spectra only,
-        # then the spectral smoothing of the sampled rows
-        band0 = np.subtract(z[sp], level1[sp]) if J2 > 0 else np.zeros_like(z[sp])
-        shp = band0.shape
-        b0 = band0.reshape(E, -1)
-        idx, w, _ = smooth_table(E, 1, True, True, boundary, dt.str)
-        rows = np.arange(E)[se]
-        fin = np.subtract(b0[rows], _smooth_rows(b0, np.ascontiguousarray(idx[rows]),
-                                                 np.ascontiguousarray(w[rows])))
-        c = coarse2.reshape(E, P)
-        for j in range(1, J1 + 1):
-            c = _smooth_rows(c, *smooth_table(E, 1 << (j - 1), True, True, boundary,
-                                              dt.str)[:2])
-        return (fin.reshape((rows.size,) + shp[1:]), c.reshape(z.shape)) + extra
-    band0 = np.subtract(z, level1) if J2 > 0 else np.zeros_like(z)
-    res = []
-    for band, levels in ((band0, 1), (coarse2, J1)):
-        c = band.reshape(E, P)
-        for j in range(1, levels + 1):
-            c = _smooth_rows(c, *smooth_table(E, 1 << (j - 1), True, True, boundary,
-                                              dt.str)[:2])
-        res.append(c.reshape(z.shape))
-    finest = np.subtract(band0, res[0], out=res[0])
-    return (finest, res[1]) + extra
+    c = cur.reshape(E, -1)       # the coarse band: J1 spectral smoothings of the last level
+    for j in range(1, J1 + 1):
+        c = _smooth_rows(c, *smooth_table(E, 1 << (j - 1), True, True, boundary, dt.str)[:2])
+    # c[0, 0] = (1 - G_e)(z - S_1 z): the spatial detail on the sampled spectra only, then the
+    # spectral smoothing of the sampled rows
+    se, sp = (slice(None), (slice(None),) * 3) if sample is None else (
+        sample[0], (slice(None),) + tuple(sample[1:]))
+    band0 = np.subtract(z[sp], smooth[0][sp]) if J2 > 0 else np.zeros_like(z[sp])
+    b0 = band0.reshape(E, -1)
+    idx, w, _ = smooth_table(E, 1, True, True, boundary, dt.str)
+    fin = b0[se] - _smooth_rows(b0, np.ascontiguousarray(idx[se]),
+                                np.ascontiguousarray(w[se]))
+    fin = fin.reshape((fin.shape[0],) + band0.shape[1:])
+    return (fin, c.reshape(z.shape)) + ((smooth,) if levels else ())
 
 
 def _smooth_rows(src: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -447,13 +425,17 @@ def brightness_k(c: np.ndarray, k_min: float, k_max: float, m: float,
 
 
 if numba is not None:  # pragma: no branch
+    @numba.njit(nogil=True, cache=True, fastmath=True, error_model="numpy", inline="always")
+    def _k_of(c, k0, dk, inv_m, s):  # pragma: no cover - compiled
+        """k = k0 + dk / (1 + (|c| / m)^s) at one coefficient."""
+        r = abs(c) * inv_m
+        rs = r * r if s == 2.0 else r ** s
+        return k0 + dk / (1 + rs)
+
     @_jit_fast
     def _brightness(c, k0, dk, inv_m, s, out):  # pragma: no cover - compiled
-        sq = s == 2.0
         for i in range(c.size):
-            r = abs(c[i]) * inv_m
-            rs = r * r if sq else r ** s
-            out[i] = k0 + dk / (1 + rs)
+            out[i] = _k_of(c[i], k0, dk, inv_m, s)
 
 
 def threshold_base(c: np.ndarray, P: np.ndarray | None, step: float, scale: float,
@@ -491,12 +473,9 @@ def threshold_base(c: np.ndarray, P: np.ndarray | None, step: float, scale: floa
 if numba is not None:  # pragma: no branch
     @_jit_fast
     def _base(c, P, st, sc, k0, dk, inv_m, s, kout, bout):  # pragma: no cover - compiled
-        sq = s == 2.0
         tot = 0.0
         for i in range(c.size):
-            r = abs(c[i]) * inv_m
-            rs = r * r if sq else r ** s
-            k = k0 + dk / (1 + rs)
+            k = _k_of(c[i], k0, dk, inv_m, s)
             kout[i] = k
             p = P[i]
             tot += p
@@ -505,12 +484,9 @@ if numba is not None:  # pragma: no branch
 
     @_jit_fast
     def _base_const(c, st, sc, k0, dk, inv_m, s, kout, bout):  # pragma: no cover - compiled
-        sq = s == 2.0
         f = sc * np.sqrt(st)
         for i in range(c.size):
-            r = abs(c[i]) * inv_m
-            rs = r * r if sq else r ** s
-            k = k0 + dk / (1 + rs)
+            k = _k_of(c[i], k0, dk, inv_m, s)
             kout[i] = k
             bout[i] = f * k
         return float(c.size)
