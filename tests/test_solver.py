@@ -207,6 +207,25 @@ def test_held_metric_caps_momentum_instead_of_restarting(tmp_path):
         np.testing.assert_allclose(done.values, ref.values, rtol=1e-9, atol=1e-15)
 
 
+def test_default_patience_is_longer_while_the_metric_is_held():
+    """With every iteration calm (huge tol) a run stops after the default patience (5), or
+    10 iterations once w2d1d's thresholds froze; an explicit patience holds throughout."""
+    from xfusion.solver import HELD_PATIENCE, PATIENCE
+
+    ds = consistent_problem(L=48, l=6, M=18, N=18, counts=50, noise=True)
+    kw = dict(progress=False, tol=1e9, max_iter=40)
+    lr = xf.fuse(ds, "lr", rank=3, **kw)
+    assert lr.attrs["iterations"] == PATIENCE and lr.attrs["patience"] == PATIENCE
+    w = xf.fuse(ds, "w2d1d", J1=2, adapt_iter=4, **kw)
+    # the thresholds freeze after iteration 4; calm iterations are counted from the start
+    assert w.attrs["iterations"] == HELD_PATIENCE > PATIENCE
+    assert (w.attrs["patience"], w.attrs["held_patience"]) == (PATIENCE, HELD_PATIENCE)
+    w3 = xf.fuse(ds, "w2d1d", J1=2, adapt_iter=4, patience=3, **kw)
+    assert w3.attrs["iterations"] == 5 and "held_patience" not in w3.attrs
+    with pytest.raises(ValueError, match="patience"):
+        xf.fuse(ds, "lr", patience=0, progress=False)
+
+
 def test_lrs_objective_decreases_and_converges():
     ds = consistent_problem(noise=True)
     Z = xf.fuse(ds, "lrs", rank=4, progress=False)

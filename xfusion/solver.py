@@ -228,7 +228,12 @@ SPARSE_MAX = 0.02
 GROW = 2.0
 #: once the metric is held (a fixed threshold-then-reconstruct map), the momentum weight is
 #: capped at this value and the objective restart is off (see ``FISTA.held``)
-HELD_BETA_MAX = 0.8
+HELD_BETA_MAX = 0.9
+#: default patience: consecutive iterations with a relative objective change below ``tol``
+PATIENCE = 5
+#: default patience while the metric is held: the memory of momentum capped at β is
+#: ~1/(1 − β) iterations, and a shorter calm spell can be a dip of the relative change
+HELD_PATIENCE = 10
 
 
 class FISTA:
@@ -245,8 +250,9 @@ class FISTA:
         ``adapt(v, step, iteration)``, ``state()`` / ``set_state(dict)``.
     tol : float
         Relative objective change under which the run counts as converged.
-    patience : int
-        Consecutive iterations below ``tol`` needed to stop.
+    patience : int, optional
+        Consecutive iterations below ``tol`` needed to stop. Default :data:`PATIENCE` (5),
+        and :data:`HELD_PATIENCE` (10) while the metric is held (see ``freeze_metric``).
     max_iter : int
     callbacks : list of callables ``cb(state, rel)``
     checkpointer : Checkpointer, optional
@@ -269,12 +275,13 @@ class FISTA:
         (threshold-then-reconstruct is not the prox of the l1 term), so momentum is no longer
         restarted when that objective rises; its weight is capped at :data:`HELD_BETA_MAX`
         instead (measured: restarting on the surrogate switched momentum off for good, and
-        ``w2d1d`` crept towards its fixed point for over a thousand iterations).
+        ``w2d1d`` crept towards its fixed point for over a thousand iterations), and the
+        default patience is :data:`HELD_PATIENCE`.
     eps : float
         Floor of the Poisson quadratic extension (counts).
     """
 
-    def __init__(self, param, X, Y, regularizer, tol: float = 1e-6, patience: int = 5,
+    def __init__(self, param, X, Y, regularizer, tol: float = 1e-6, patience: int | None = None,
                  max_iter: int = 2000, callbacks: list[Callable] | None = None,
                  checkpointer: Checkpointer | None = None, eps: float = 1e-6,
                  dtype=np.float32, momentum: bool = True, metric: str | None = "jacobi",
@@ -287,7 +294,7 @@ class FISTA:
         self.reg = regularizer
         self.smooth = getattr(regularizer, "smooth", None)
         self.tol = float(tol)
-        self.patience = int(patience)
+        self.patience = None if patience is None else int(patience)
         self.max_iter = int(max_iter)
         self.callbacks = list(callbacks or [])
         self.checkpointer = checkpointer
@@ -477,7 +484,7 @@ class FISTA:
             st.history.append(F)
             st.steps.append(st.step)
             st.calm = st.calm + 1 if rel < self.tol else 0
-            if st.calm >= self.patience and getattr(self.reg, "frozen", True):
+            if st.calm >= self.needed_calm() and getattr(self.reg, "frozen", True):
                 st.converged = True
             if tries == 1:
                 # with the EM metric the natural step is 1: after a halving (typically at a
@@ -518,6 +525,12 @@ class FISTA:
         return bool(self.freeze_metric and self.metric
                     and getattr(self.reg, "metric_dependent", False)
                     and getattr(self.reg, "frozen", False))
+
+    def needed_calm(self) -> int:
+        """Consecutive calm iterations needed to stop now (the patience in force)."""
+        if self.patience is not None:
+            return self.patience
+        return HELD_PATIENCE if self.held() else PATIENCE
 
     def _capped(self, beta: float) -> float:
         return min(beta, HELD_BETA_MAX) if self.held() else beta
