@@ -35,31 +35,6 @@ def test_poisson_deviance_is_zero_at_data_and_positive_elsewhere():
     assert loss.value(D + 0.5) > 0
 
 
-@pytest.mark.parametrize("jit", ["1", "0"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_poisson_block_pass_matches_the_plain_formula(monkeypatch, jit, dtype):
-    """The threaded pass (several blocks; compiled sums with numba) gives the deviance of the
-    plain expression and the same gradient; a μ below ε in one block takes the extension."""
-    monkeypatch.setenv("XFUSION_JIT", jit)
-    rng = np.random.default_rng(3)
-    n = 600_001                                          # several blocks, an odd tail
-    D = rng.poisson(2.0, n).astype(dtype)
-    mu = rng.uniform(0.2, 6.0, n).astype(dtype)
-    loss = PoissonLoss(D, dtype=dtype)
-    Df, mf = D.astype(float), mu.astype(float)
-    plain = float(np.sum(mf - Df * np.log(mf))) + loss.const
-    rtol = 1e-6 if dtype == np.float32 else 1e-12
-    v, g = loss.value_and_grad(mu)
-    assert v == pytest.approx(plain, rel=rtol) and loss.value(mu) == pytest.approx(plain, rel=rtol)
-    assert g.dtype == dtype and np.array_equal(g, 1 - D / mu)
-    mu[n - 7] = -0.5                                    # last block: the quadratic extension
-    ext = PoissonLoss(D[n - 10:], dtype=dtype)
-    head = float(np.sum(mf[:n - 10] - Df[:n - 10] * np.log(mf[:n - 10])))
-    want = head + ext.value(mu[n - 10:]) - ext.const + loss.const
-    assert loss.value(mu) == pytest.approx(want, rel=rtol)
-    assert loss.value_and_grad(mu)[0] == pytest.approx(want, rel=rtol)
-
-
 def test_sobolev_gradient_matches_finite_differences():
     rng = np.random.default_rng(1)
     s = Sobolev(0.7)

@@ -6,15 +6,10 @@ reductions only); reductions are accumulated in float64 whatever the array dtype
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 from scipy.special import xlogy
 
 __all__ = ["PoissonLoss", "Sobolev", "Positivity", "soft_threshold", "total"]
-
-#: fewest elements per block of the Poisson loss's threaded pass
-_LOSS_BLOCK = 1 << 17
 
 
 def total(a) -> float:
@@ -65,50 +60,15 @@ class PoissonLoss:
         """True when no element needs the quadratic extension (the usual case)."""
         return float(mu.min()) >= self.eps
 
-    def _blocks(self, mu, g=None) -> tuple[float, float] | None:
-        r"""``(min μ, Σ (μ − D log μ))`` of an in-memory μ in one pass per block, the blocks on
-        the block threads (numpy's ufuncs release the GIL); with ``g`` the gradient
-        :math:`1 - D/\mu` is written into it too. ``None`` when μ is not a C-contiguous numpy
-        array of D's shape and dtype; the sum is 0 when the min is below ε (the caller
-        then takes the quadratic extension). The log is numpy's (vectorised); the sum and the
-        gradient are one compiled pass when numba is available (an earlier all-compiled loss,
-        with numba's scalar log, was no faster than numpy). Measured on a μ of Y's size on
-        ``gaussian_1kev_rebin`` (540 000 bins, 2 cores): value 1.08 → 0.64 ms, value and
-        gradient 1.46 → 0.70 ms (numpy only: 0.76 and 0.96 ms).
-        """
-        D = self.D
-        if not (type(mu) is np.ndarray and type(D) is np.ndarray and mu.flags.c_contiguous
-                and D.flags.c_contiguous and mu.shape == D.shape and mu.dtype == D.dtype
-                and (g is None or g.flags.c_contiguous)):
-            return None
-        from ._threads import each_block
+    def _dask_fast_value(self, mu):
+        """Dask: the fast-path value and the min test in one pass over ``mu`` (one compute
+        instead of three); None when some element needs the quadratic extension."""
+        import dask
 
-        mf, df = mu.reshape(-1), D.reshape(-1)
-        gf = None if g is None else g.reshape(-1)
-        e = self.eps
-
-        jit = _loss_kernels()
-
-        def part(a, b):
-            m, d = mf[a:b], df[a:b]
-            lo = float(m.min()) if b > a else np.inf
-            if lo < e:
-                return lo, 0.0
-            t = np.log(m)                     # numpy's vectorised log
-            if jit is not None:               # the rest in one compiled pass
-                if gf is None:
-                    return lo, jit[0](m, d, t)
-                return lo, jit[1](m, d, t, gf[a:b])
-            t *= d
-            np.subtract(m, t, out=t)          # μ − D log μ, summed once in float64
-            if gf is not None:
-                gb = gf[a:b]
-                np.divide(d, m, out=gb)
-                np.subtract(1, gb, out=gb)
-            return lo, float(t.sum(dtype=np.float64))
-
-        parts = each_block(part, mf.size, _LOSS_BLOCK)
-        return min(p[0] for p in parts), sum(p[1] for p in parts)
+        D, e = self.D, self.eps
+        m, s1, s2 = dask.compute(mu.min(), mu.sum(dtype=np.float64),
+                                 (D * np.log(np.maximum(mu, e))).sum(dtype=np.float64))
+        return float(s1) - float(s2) + self.const if float(m) >= e else None
 
     def value(self, mu) -> float:
         D, e = self.D, self.eps
@@ -116,13 +76,8 @@ class PoissonLoss:
             v = self._dask_fast_value(mu)
             if v is not None:
                 return v
-        else:
-            sums = self._blocks(mu)
-            if sums is not None:
-                if sums[0] >= e:
-                    return sums[1] + self.const
-            elif self._fast(mu):
-                return total(mu) - total(D * np.log(mu)) + self.const
+        elif self._fast(mu):
+            return total(mu) - total(D * np.log(mu)) + self.const
         safe = np.maximum(mu, e)
         inside = mu - D * np.log(safe)
         d = mu - e
@@ -147,54 +102,10 @@ class PoissonLoss:
             if v is not None:
                 return v, 1 - D / mu
             return self.value(mu), self.grad(mu)
-        if type(mu) is np.ndarray:
-            g = np.empty_like(mu)
-            sums = self._blocks(mu, g)
-            if sums is not None and sums[0] >= self.eps:
-                return sums[1] + self.const, g
         if self._fast(mu):
             ratio = D / mu
             return total(mu) - total(D * np.log(mu)) + self.const, 1 - ratio
         return self.value(mu), self.grad(mu)
-
-
-@lru_cache(maxsize=1)
-def _compiled_loss():
-    from . import _starlet_jit
-
-    nb = _starlet_jit.numba
-    if nb is None:  # pragma: no cover - numba is optional
-        return None
-    # no "arcp" (reciprocal approximation): the gradient equals numpy's 1 - D/μ bit for
-    # bit; no "nnan"/"ninf": a NaN in μ must reach the sum (the solver stops on it)
-    jit = nb.njit(nogil=True, cache=True, error_model="numpy",
-                  fastmath={"reassoc", "contract", "nsz"})
-
-    @jit
-    def value(m, d, lg):  # pragma: no cover - compiled
-        s = 0.0
-        for i in range(m.size):
-            s += np.float64(m[i] - d[i] * lg[i])
-        return s
-
-    @jit
-    def value_grad(m, d, lg, g):  # pragma: no cover - compiled
-        s = 0.0
-        for i in range(m.size):
-            mi = m[i]
-            di = d[i]
-            s += np.float64(mi - di * lg[i])
-            g[i] = 1 - di / mi
-        return s
-
-    return value, value_grad
-
-
-def _loss_kernels():
-    """The compiled sums of the Poisson loss (numba, ``XFUSION_JIT`` not ``0``), or None."""
-    from . import _starlet_jit
-
-    return _compiled_loss() if _starlet_jit.available() else None
 
 
 def _is_dask(a) -> bool:
