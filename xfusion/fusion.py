@@ -418,10 +418,7 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
         "long_name": "fused photon flux per voxel",
         **hyper,
         "tol": float(tol), "max_iter": int(max_iter),
-        # the patience in force: given, or the defaults (the second once the metric is held)
-        **({"patience": int(patience)} if patience is not None else
-           {"patience": PATIENCE, **({"held_patience": HELD_PATIENCE}
-                                     if regularizer == "w2d1d" else {})}),
+        "patience": PATIENCE if patience is None else int(patience),
         "dtype": str(dtype),
         "iterations": int(st.iteration),
         "converged": int(st.converged),
@@ -432,6 +429,8 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
         "objective_history": [float(v) for v in st.history],
         "spatial_method": model.spatial_method,
     }
+    if patience is None and getattr(reg, "metric_dependent", False):
+        attrs["held_patience"] = HELD_PATIENCE      # the default once the metric is held
     if not math.isfinite(attrs["objective"]):
         attrs["objective"] = None
     out = xr.DataArray(Z, dims=("energy", "y", "x"), coords=coords, attrs=attrs, name="Z")
