@@ -222,8 +222,9 @@ def test_default_patience_is_longer_while_the_metric_is_held():
     assert (w.attrs["patience"], w.attrs["held_patience"]) == (PATIENCE, HELD_PATIENCE)
     w3 = xf.fuse(ds, "w2d1d", J1=2, adapt_iter=4, patience=3, **kw)
     assert w3.attrs["iterations"] == 5 and "held_patience" not in w3.attrs
-    with pytest.raises(ValueError, match="patience"):
-        xf.fuse(ds, "lr", patience=0, progress=False)
+    for bad in (0, 2.5, "5", float("nan")):
+        with pytest.raises(ValueError, match="patience"):
+            xf.fuse(ds, "lr", patience=bad, progress=False)
 
 
 def test_lrs_objective_decreases_and_converges():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 import time
 from typing import Literal
@@ -257,7 +258,8 @@ def fuse(
                          f"got {k_range}")
     if tol <= 0 or max_iter < 1:
         raise ValueError(f"need tol > 0 and max_iter ≥ 1, got tol={tol}, max_iter={max_iter}")
-    if patience is not None and (int(patience) != patience or patience < 1):
+    if patience is not None and not (isinstance(patience, numbers.Real)
+                                     and float(patience).is_integer() and patience >= 1):
         raise ValueError(f"patience must be a whole number ≥ 1 (or None), got {patience!r}")
     # -- numpy or dask (docs/scaling.md) -------------------------------------------------
     from . import _dask
