@@ -37,12 +37,17 @@ class PoissonLoss:
     D : array
         Observed counts (non-negative).
     eps : float
-        Below :math:`\mu = \varepsilon` the loss continues as its second-order Taylor
-        expansion at :math:`\varepsilon`; this keeps it finite, convex and
-        :math:`C^1` for every :math:`\mu` (including negative values) without changing it
-        where the model is meaningful (:math:`\varepsilon \ll` 1 count). The quadratic uses
-        the curvature :math:`\max(D, 1)/\varepsilon^2`, so the loss stays bounded below even
-        where :math:`D = 0` (where the Poisson loss itself is linear in μ).
+        Where :math:`D > 0`, below :math:`\mu = \varepsilon` the loss continues as its
+        second-order Taylor expansion at :math:`\varepsilon` (curvature :math:`D/\varepsilon^2`,
+        at least :math:`1/\varepsilon^2`); where :math:`D = 0` the deviance is exactly
+        :math:`\mu` down to :math:`\mu = 0` and continues below 0 as
+        :math:`\mu + \mu^2/2\varepsilon^2`. This keeps the loss finite, convex, bounded
+        below and :math:`C^1` for every μ (including negative values) without changing it
+        where the model is meaningful (:math:`\varepsilon \ll` 1 count). An earlier version
+        started the extension at ε where :math:`D = 0` too, with curvature
+        :math:`1/\varepsilon^2`: a spurious well at :math:`\mu \approx \varepsilon` in
+        channels the model barely reaches, which EM-scaled steps overshot, so backtracking cut
+        them to :math:`2^{-12}` and `lr` crept towards its minimiser (docs/solver.md).
 
     Notes
     -----
@@ -78,21 +83,30 @@ class PoissonLoss:
                 return v
         elif self._fast(mu):
             return total(mu) - total(D * np.log(mu)) + self.const
-        safe = np.maximum(mu, e)
-        inside = mu - D * np.log(safe)
-        d = mu - e
-        curv = np.maximum(D, 1) / e**2
-        outside = (e - D * np.log(e)) + (1 - D / e) * d + 0.5 * curv * d * d
-        return total(np.where(mu >= e, inside, outside)) + self.const
+        a, ga, curv = self._extension()
+        inside = mu - D * np.log(np.maximum(mu, e))
+        d = mu - a
+        outside = (a - D * np.log(e)) + ga * d + 0.5 * curv * d * d
+        return total(np.where(mu >= a, inside, outside)) + self.const
 
     def grad(self, mu):
         D, e = self.D, self.eps
         if self._fast(mu):
             return 1 - D / mu
-        safe = np.maximum(mu, e)
-        inside = 1 - D / safe
-        outside = (1 - D / e) + (np.maximum(D, 1) / e**2) * (mu - e)
-        return np.where(mu >= e, inside, outside)
+        a, ga, curv = self._extension()
+        inside = 1 - D / np.maximum(mu, e)
+        outside = ga + curv * (mu - a)
+        return np.where(mu >= a, inside, outside)
+
+    def _extension(self):
+        """Where the quadratic extension starts (ε, or 0 where D = 0), its slope and curvature
+        there, per element (computed once)."""
+        if getattr(self, "_ext", None) is None:
+            D, e = self.D, self.eps
+            counted = D > 0
+            self._ext = (np.where(counted, e, 0).astype(D.dtype), 1 - D / e,
+                         np.maximum(D, 1) / e**2)
+        return self._ext
 
     def value_and_grad(self, mu):
         """Value and gradient in one pass over the data (one ``min`` check for both)."""
