@@ -6,10 +6,15 @@ reductions only); reductions are accumulated in float64 whatever the array dtype
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.special import xlogy
 
 __all__ = ["PoissonLoss", "Sobolev", "Positivity", "soft_threshold", "total"]
+
+#: fewest elements per block of the Poisson loss's threaded pass
+_LOSS_BLOCK = 1 << 17
 
 
 def total(a) -> float:
@@ -65,6 +70,56 @@ class PoissonLoss:
         """True when no element needs the quadratic extension (the usual case)."""
         return float(mu.min()) >= self.eps
 
+    def _blocks(self, mu, g=None) -> float | None:
+        r""":math:`\sum_i f_i(\mu_i)` (without the constant) of an in-memory μ, one pass per
+        block on the block threads; with ``g`` the gradient is written into it too.
+
+        ``None`` when μ is not a C-contiguous numpy array of D's shape and dtype, or, without
+        the compiled kernels, when some μ is below ε (the caller then evaluates the quadratic
+        extension in numpy). The log is numpy's (vectorised; numpy releases the GIL); the sum
+        and the gradient, extension included, are one compiled pass when numba is available
+        (an earlier all-compiled loss, with numba's scalar log, was no faster than numpy).
+        Measured on a μ of Y's size on ``gaussian_1kev_rebin`` (540 000 bins, 2 cores): value
+        1.08 → 0.64 ms, value and gradient 1.46 → 0.70 ms (numpy only: 0.76 and 0.96 ms).
+        """
+        D = self.D
+        if not (type(mu) is np.ndarray and type(D) is np.ndarray and mu.flags.c_contiguous
+                and D.flags.c_contiguous and mu.shape == D.shape and mu.dtype == D.dtype
+                and (g is None or g.flags.c_contiguous)):
+            return None
+        from ._threads import each_block
+
+        mf, df = mu.reshape(-1), D.reshape(-1)
+        gf = None if g is None else g.reshape(-1)
+        e = self.eps
+        jit = _loss_kernels()
+
+        def part(a, b):
+            m, d = mf[a:b], df[a:b]
+            inside = b == a or float(m.min()) >= e
+            if jit is not None:               # the log in numpy, the rest compiled
+                if inside:                    # (branch-free loops: they vectorise)
+                    t = np.log(m)
+                    return jit[0](m, d, t) if gf is None else jit[1](m, d, t, gf[a:b])
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    t = np.log(m)             # (not read where μ < ε or D = 0)
+                if gf is None:
+                    return jit[2](m, d, t, e)
+                return jit[3](m, d, t, e, gf[a:b])
+            if not inside:
+                return None
+            t = np.log(m)
+            t *= d
+            np.subtract(m, t, out=t)          # μ − D log μ, summed once in float64
+            if gf is not None:
+                gb = gf[a:b]
+                np.divide(d, m, out=gb)
+                np.subtract(1, gb, out=gb)
+            return float(t.sum(dtype=np.float64))
+
+        parts = each_block(part, mf.size, _LOSS_BLOCK)
+        return None if any(p is None for p in parts) else sum(parts)
+
     def _dask_fast_value(self, mu):
         """Dask: the fast-path value and the min test in one pass over ``mu`` (one compute
         instead of three); None when some element needs the quadratic extension."""
@@ -81,8 +136,12 @@ class PoissonLoss:
             v = self._dask_fast_value(mu)
             if v is not None:
                 return v
-        elif self._fast(mu):
-            return total(mu) - total(D * np.log(mu)) + self.const
+        else:
+            v = self._blocks(mu)
+            if v is not None:
+                return v + self.const
+            if self._fast(mu):
+                return total(mu) - total(D * np.log(mu)) + self.const
         a, ga, curv = self._extension()
         inside = mu - D * np.log(np.maximum(mu, e))
         d = mu - a
@@ -116,10 +175,86 @@ class PoissonLoss:
             if v is not None:
                 return v, 1 - D / mu
             return self.value(mu), self.grad(mu)
+        if type(mu) is np.ndarray:
+            g = np.empty_like(mu)
+            v = self._blocks(mu, g)
+            if v is not None:
+                return v + self.const, g
         if self._fast(mu):
             ratio = D / mu
             return total(mu) - total(D * np.log(mu)) + self.const, 1 - ratio
         return self.value(mu), self.grad(mu)
+
+
+@lru_cache(maxsize=1)
+def _compiled_loss():
+    from . import _starlet_jit
+
+    nb = _starlet_jit.numba
+    if nb is None:  # pragma: no cover - numba is optional
+        return None
+    # no "arcp" (reciprocal approximation): the gradient equals numpy's 1 - D/μ bit for
+    # bit; no "nnan"/"ninf": a NaN in μ must reach the sum (the solver stops on it)
+    jit = nb.njit(nogil=True, cache=True, error_model="numpy",
+                  fastmath={"reassoc", "contract", "nsz"})
+
+    @jit
+    def term(mi, di, lgi, e, le):  # pragma: no cover - compiled
+        """f and f' of one bin (see PoissonLoss: the extension starts at ε, or 0 where D = 0)."""
+        if di == 0:
+            if mi >= 0:
+                return np.float64(mi), 1.0
+            h = np.float64(mi)
+            return h + 0.5 * h * h / (e * e), 1.0 + h / (e * e)
+        if mi >= e:
+            return np.float64(mi - di * lgi), 1 - di / mi
+        h = np.float64(mi) - e
+        c = max(di, 1.0) / (e * e)
+        return (e - di * le) + (1 - di / e) * h + 0.5 * c * h * h, (1 - di / e) + c * h
+
+    @jit
+    def value(m, d, lg):  # pragma: no cover - compiled
+        s = 0.0
+        for i in range(m.size):
+            s += np.float64(m[i] - d[i] * lg[i])
+        return s
+
+    @jit
+    def value_grad(m, d, lg, g):  # pragma: no cover - compiled
+        s = 0.0
+        for i in range(m.size):
+            mi = m[i]
+            di = d[i]
+            s += np.float64(mi - di * lg[i])
+            g[i] = 1 - di / mi
+        return s
+
+    @jit
+    def value_ext(m, d, lg, e):  # pragma: no cover - compiled
+        le = np.log(e)
+        s = 0.0
+        for i in range(m.size):
+            s += term(m[i], d[i], lg[i], e, le)[0]
+        return s
+
+    @jit
+    def value_grad_ext(m, d, lg, e, g):  # pragma: no cover - compiled
+        le = np.log(e)
+        s = 0.0
+        for i in range(m.size):
+            v, gi = term(m[i], d[i], lg[i], e, le)
+            s += v
+            g[i] = gi
+        return s
+
+    return value, value_grad, value_ext, value_grad_ext
+
+
+def _loss_kernels():
+    """The compiled sums of the Poisson loss (numba, ``XFUSION_JIT`` not ``0``), or None."""
+    from . import _starlet_jit
+
+    return _compiled_loss() if _starlet_jit.available() else None
 
 
 def _is_dask(a) -> bool:
