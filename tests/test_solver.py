@@ -280,6 +280,37 @@ def test_held_metric_caps_momentum_instead_of_restarting(tmp_path):
         np.testing.assert_allclose(done.values, ref.values, rtol=1e-9, atol=1e-15)
 
 
+def test_held_phase_measures_the_objective_trend_over_a_window():
+    """While the metric is held the relative change that the stop counts is the net change
+    over HELD_WINDOW iterations per iteration (the held map's surrogate objective jitters);
+    before, and for the other regularizers, it is the change of one iteration."""
+    import xfusion.fusion as F
+    from xfusion.solver import HELD_WINDOW
+
+    ds = consistent_problem(L=48, l=6, M=18, N=18, counts=50, noise=True)
+    seen = []
+
+    class Watch(FISTA):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.callbacks.append(lambda st, rel: seen.append((self.held(), rel,
+                                                               list(st.history))))
+
+    orig, F.FISTA = F.FISTA, Watch
+    try:
+        xf.fuse(ds, "w2d1d", J1=2, adapt_iter=4, max_iter=30, tol=1e-14, progress=False)
+    finally:
+        F.FISTA = orig
+    held = [(r, h) for hold, r, h in seen if hold and len(h) > HELD_WINDOW]
+    free = [(r, h) for hold, r, h in seen if not hold]
+    assert len(held) > 10 and free
+    for rel, h in held:
+        assert rel == pytest.approx(abs(h[-1] - h[-1 - HELD_WINDOW])
+                                    / (HELD_WINDOW * abs(h[-1])), rel=1e-12)
+    for rel, h in free:
+        assert rel == pytest.approx(abs(h[-1] - h[-2]) / abs(h[-1]), rel=1e-12)
+
+
 def test_default_patience_is_longer_while_the_metric_is_held():
     """With every iteration calm (huge tol) a run stops after the default patience (5), or
     10 iterations once w2d1d's thresholds froze; an explicit patience holds throughout."""
