@@ -58,6 +58,7 @@ def test_simulate_fuse_metrics(tmp_path, capsys):
                  "--max-iter", "5", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "iterations" in out and "X only" in out and "NMSE" in out
+    assert "fit: C-statistic vs its expectation" in out   # the goodness of fit, per instrument
     assert main(["metrics", str(fused), str(prob), "--json", str(js)]) == 0
     out = capsys.readouterr().out
     assert "fused" in out and "Y only" in out

@@ -164,8 +164,17 @@ def _solver_summary(Z) -> dict:
 def _solver_line(Z) -> str:
     s = _solver_summary(Z)
     conv = "converged" if s["converged"] else "NOT converged (max_iter reached)"
-    return (f"solver: {s['regularizer']}, {s['iterations']} iterations, {conv}, "
+    line = (f"solver: {s['regularizer']}, {s['iterations']} iterations, {conv}, "
             f"{s['wall_time_s']:.2f} s wall time")
+    fit = []
+    for name in ("X", "Y"):
+        c, e, sd = (Z.attrs.get(f"cstat_{name}{k}") for k in ("", "_expected", "_sigma"))
+        if c is not None and e and sd:
+            fit.append(f"{name} {c:.0f} vs {e:.0f} ± {sd:.0f} ({c / e:.2f})")
+    if fit:
+        line += ("\nfit: C-statistic vs its expectation under the fitted model: "
+                 + ", ".join(fit))
+    return line
 
 
 def metrics_table(rows: Mapping[str, Mapping[str, float]]) -> str:

@@ -433,9 +433,29 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
     }
     if patience is None and getattr(reg, "metric_dependent", False):
         attrs["held_patience"] = HELD_PATIENCE      # the default once the metric is held
+    attrs.update(_fit_attrs(param, st.x, Xd, Yd))
     if not math.isfinite(attrs["objective"]):
         attrs["objective"] = None
     out = xr.DataArray(Z, dims=("energy", "y", "x"), coords=coords, attrs=attrs, name="Z")
     if output is not None:
         out = _dask.write_zarr(out, output)
     return out
+
+
+def _fit_attrs(param, x, Xd, Yd) -> dict:
+    """C-statistic of each instrument's counts at the result, with its expectation and spread
+    under the fitted model (:mod:`xfusion.goodness`), as flat attrs."""
+    from ._dask import persist
+    from .goodness import goodness_of_fit
+
+    mu = persist(*param.forward(x))     # (dask: computed once for the three sums below)
+    out = {}
+    for name, D, m in (("X", Xd, mu[0]), ("Y", Yd, mu[1])):
+        try:
+            g = goodness_of_fit(D, m)
+        except ValueError:          # a count where the model expects none: C is infinite
+            g = {"cstat": None, "expected": None, "sigma": None}
+        out.update({f"cstat_{name}": g["cstat"], f"cstat_{name}_expected": g["expected"],
+                    f"cstat_{name}_sigma": g["sigma"]})
+    return out
+
