@@ -31,7 +31,8 @@ def __getattr__(name):
     # Submodules written alongside (simulate, metrics, io, ...) load on first use.
     import importlib
 
-    if name in ("simulate", "metrics", "baselines", "wavelets", "io", "regularizers", "solver"):
+    if name in ("simulate", "metrics", "baselines", "wavelets", "io", "regularizers", "solver",
+                "goodness"):
         return importlib.import_module(f".{name}", __name__)
     if name == "cluster":  # xf.cluster(kind, ...): dask / dask-jobqueue clusters (scale.py)
         return importlib.import_module(".scale", __name__).cluster
