@@ -173,3 +173,14 @@ def test_interrupt_exits_130_with_resume_hint(tmp_path, capsys, monkeypatch):
     assert main(["fuse", str(prob), "--out", str(tmp_path / "f.zarr"),
                  "--checkpoint", str(ck)]) == 130
     _one_line_error(capsys, "interrupted", f"--resume {ck}")
+
+
+def test_rank_argument_takes_a_number_or_auto():
+    import argparse
+
+    from xfusion.cli import _rank_arg
+
+    assert _rank_arg("auto") == "auto" and _rank_arg("12") == 12
+    for bad in ("0", "-3", "ten", "2.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="rank"):
+            _rank_arg(bad)

@@ -61,3 +61,31 @@ def test_fuse_records_the_fit_and_the_truth_is_consistent_with_it():
     for D, mu in ((ds.X.values, mX.values), (ds.Y.values, mY.values)):
         g = goodness_of_fit(D, mu)
         assert abs(g["cstat"] - g["expected"]) < 5 * g["sigma"]
+
+
+def test_choose_rank_finds_the_rank_y_needs():
+    from xfusion.parametrization import choose_rank
+
+    rng = np.random.default_rng(7)
+    L, m, n, r_true = 120, 8, 8, 3
+    E = np.linspace(0, 1, L)
+    spectra = np.stack([np.exp(-0.5 * ((E - c) / 0.05) ** 2) + 0.05 for c in (0.2, 0.5, 0.8)], 1)
+    maps = rng.gamma(2.0, 1.0, (r_true, m * n))
+    w = np.full(L, 50.0)
+    Y = rng.poisson(w[:, None] * (spectra @ maps)).reshape(L, m, n).astype(float)
+    rank, V, trials = choose_rank(Y, w, ranks=(1, 2, 3, 5, 8))
+    assert rank == 3 and V.shape == (L, 3)
+    assert [t["rank"] for t in trials] == [1, 2, 3]
+    assert trials[0]["ratio"] > 1.5 and trials[-1]["ratio"] <= 1.0
+    with pytest.raises(ValueError, match="no candidate rank"):
+        choose_rank(Y, w, ranks=(500,))
+
+
+def test_fuse_rank_auto_records_the_choice():
+    ds = consistent_problem(L=48, l=6, M=18, N=18, counts=50, noise=True)
+    Z = xf.fuse(ds, "lr", rank="auto", progress=False, max_iter=30)
+    assert Z.attrs["rank"] in (5, 10, 15, 20, 25, 30, 36)
+    assert len(Z.attrs["rank_trials"]) >= 1 and "C/E" in Z.attrs["rank_trials"][-1]
+    for bad in (0, 2.5, "ten"):
+        with pytest.raises(ValueError, match="rank"):
+            xf.fuse(ds, "lr", rank=bad, progress=False)

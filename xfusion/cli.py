@@ -113,9 +113,23 @@ def ergas_ratio(ds) -> float:
     return 1.0 / math.sqrt(f.vM * f.vN)
 
 
-def _fit_rank(ds, regularizer: str, rank: int, args) -> int:
+def _rank_arg(text: str) -> int | str:
+    """``--rank``: a whole number ≥ 1 or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        r = int(text)
+    except ValueError:
+        r = 0
+    if r < 1:
+        raise argparse.ArgumentTypeError(f"rank must be a whole number ≥ 1 or 'auto', "
+                                         f"got {text!r}")
+    return r
+
+
+def _fit_rank(ds, regularizer: str, rank: int | str, args) -> int | str:
     """The low-rank subspace cannot exceed Y's number of pixels or channels (tiny problems)."""
-    if regularizer not in ("lrs", "lrw2d", "lr"):
+    if regularizer not in ("lrs", "lrw2d", "lr") or rank == "auto":
         return rank
     most = min(ds.sizes["energy"], ds.sizes["y_coarse"] * ds.sizes["x_coarse"])
     if rank > most:
@@ -377,8 +391,9 @@ def _add_fuse_options(p: argparse.ArgumentParser, default_reg: str) -> None:
                    help=f"regularizer (default {default_reg})")
     p.add_argument("--max-iter", type=int, default=None,
                    help="iteration cap (default: xf.fuse's)")
-    p.add_argument("--rank", type=int, default=10,
-                   help="subspace rank of lrs/lrw2d/lr (default 10; lowered on tiny problems)")
+    p.add_argument("--rank", type=_rank_arg, default=10,
+                   help="subspace rank of lrs/lrw2d/lr, or 'auto' (the smallest rank whose "
+                        "spectra describe Y to the noise); default 10, lowered on tiny problems")
     p.add_argument("--tol", type=float, default=None,
                    help="relative objective change to stop at (default: xf.fuse's)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or step lines")

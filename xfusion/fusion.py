@@ -15,7 +15,7 @@ import xarray as xr
 from .functionals import Sobolev, total
 from .operators import ForwardModel
 from .operators.base import is_dask
-from .parametrization import FullCube, LowRank, nmf_subspace
+from .parametrization import FullCube, LowRank, choose_rank, nmf_subspace
 from .problem import ProblemError, validate
 from .regularizers import REGULARIZERS, NoRegularizer, SmoothOnly, StarletL1
 from .solver import (
@@ -129,7 +129,7 @@ def fuse(
     ds: xr.Dataset,
     regularizer: Regularizer = "w2d1d",
     *,
-    rank: int = 10,
+    rank: int | Literal["auto"] = 10,
     mu_sobolev: float = 3e-4,
     k: float | Literal["auto"] = "auto",
     k_range: tuple[float, float] | None = None,
@@ -170,8 +170,11 @@ def fuse(
         ``lrs``: Z = V W (V: top-``rank`` PCA spectra of Y) with a Sobolev penalty on W.
         ``lrw2d``: Z = V W with l1 of the 2-D starlet coefficients of each W_r.
         ``lr``: Z = V W alone. ``none``: likelihood only, Z ≥ 0.
-    rank : int
-        Subspace dimension of the low-rank regularizers (paper: 10).
+    rank : int or "auto"
+        Subspace dimension of the low-rank regularizers (paper: 10). ``"auto"``: the smallest
+        of :data:`xfusion.parametrization.RANKS` whose NMF spectra describe Y's counts to the
+        noise (:func:`xfusion.parametrization.choose_rank`; one NMF per rank tried, recorded
+        in ``attrs["rank_trials"]``).
     mu_sobolev : float
         Sobolev weight μ_D, in units of the data term's mean curvature (so that it does not
         depend on exposure or flux units). Default 3e-4, chosen by measurement
@@ -247,6 +250,8 @@ def fuse(
     validate(ds)
     if regularizer not in REGULARIZERS:
         raise ValueError(f"unknown regularizer {regularizer!r}; choose one of {REGULARIZERS}")
+    if not (rank == "auto" or (isinstance(rank, numbers.Integral) and rank >= 1)):
+        raise ValueError(f"rank must be a whole number ≥ 1 or 'auto', got {rank!r}")
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
@@ -331,7 +336,11 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
         aY = np.asarray(ds.arf_Y.values)
         aY = aY if aY.ndim == 1 else aY.mean(axis=(1, 2))
         wY = float(ds.Y.attrs["exposure"]) * aY[:, None, None]
-        V = nmf_subspace(np.asarray(ds.Y.values), wY[:, 0, 0], rank)
+        if rank == "auto":
+            rank, V, trials = choose_rank(np.asarray(ds.Y.values), wY[:, 0, 0])
+        else:
+            V = nmf_subspace(np.asarray(ds.Y.values), wY[:, 0, 0], rank)
+            trials = None
         param = LowRank(model, V, dtype)
     else:
         param = FullCube(model)
@@ -357,6 +366,9 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
                    eps=eps, dtype=dtype, metric=metric or "em",
                    momentum=acceleration)
     hyper: dict = {"regularizer": regularizer}
+    if low_rank and trials is not None:
+        hyper["rank_trials"] = [f"{t['rank']}: C/E {t['ratio']:.3f} ({t['z']:+.0f} sigma)"
+                                for t in trials]
     if regularizer == "none":
         reg = NoRegularizer(positive=True)
     elif regularizer == "lr":
