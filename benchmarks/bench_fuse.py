@@ -38,7 +38,7 @@ def ratio(ds) -> float:
 
 
 def run(name: str, regs: list[str], scale: float, converge: int, seed: int,
-        max_iter: int | None = None) -> list[dict]:
+        max_iter: int | None = None, rank: int | str | None = None) -> list[dict]:
     t = time.perf_counter()
     ds = xf.simulate.scenario(name, seed=seed, scale=scale)
     t_sim = time.perf_counter() - t
@@ -57,6 +57,8 @@ def run(name: str, regs: list[str], scale: float, converge: int, seed: int,
             kw = {k: v for k, v in kw.items() if k != "J1"}
         if max_iter and reg in ("w2d1d", "lrw2d"):
             kw = {**kw, "max_iter": max_iter}
+        if rank is not None and reg in ("lr", "lrs", "lrw2d"):
+            kw = {**kw, "rank": rank}
         t0 = time.perf_counter()
         Z = xf.fuse(ds, reg, progress=False, **kw)
         wall = time.perf_counter() - t0
@@ -67,6 +69,9 @@ def run(name: str, regs: list[str], scale: float, converge: int, seed: int,
                "converged": Z.attrs["converged"], "wall_s": wall,
                "setup_s": Z.attrs.get("setup_time", float("nan")),
                "ms_per_iter": 1e3 * it_time / max(it, 1)}
+        if "rank" in kw:
+            row["rank"] = Z.attrs["rank"]
+            kw = {**kw, "rank": Z.attrs["rank"]}      # the long run: the rank chosen
         if converge > 1:
             Zl = xf.fuse(ds, reg, progress=False, max_iter=converge * max(it, 1), tol=1e-14,
                          **kw)
@@ -75,6 +80,7 @@ def run(name: str, regs: list[str], scale: float, converge: int, seed: int,
         rows.append(row)
         extra = (f"  | {row['iterations_long']} it: NMSE {row['NMSE_long']:.2f}"
                  if "NMSE_long" in row else "")
+        extra += f"  (rank {row['rank']})" if "rank" in row else ""
         print(f"{reg:>10} {rep['NMSE']:7.2f} {rep['aSAM']:7.3f} {rep['acSSIM']:7.4f} "
               f"{rep['ERGAS']:7.3f} {it:5d} {row['converged']:4d} {wall:7.1f} "
               f"{row['ms_per_iter']:7.1f}{extra}", flush=True)
@@ -93,6 +99,8 @@ def main() -> None:
                    help="cap on iterations for the wavelet regularizers (w2d1d, lrw2d)")
     p.add_argument("--paper-settings", action="store_true",
                    help="use the paper's per-scenario wavelet settings instead of the defaults")
+    p.add_argument("--rank", default=None,
+                   help="rank of lr/lrs/lrw2d: a number or 'auto' (default: fuse's, 10)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     if a.paper_settings:
@@ -102,7 +110,8 @@ def main() -> None:
           f"numpy {np.__version__}, xfusion {xf.__version__}")
     rows = []
     for name in a.scenarios:
-        rows += run(name, a.regularizers, a.scale, a.converge, a.seed, a.max_iter)
+        rows += run(name, a.regularizers, a.scale, a.converge, a.seed, a.max_iter,
+                    None if a.rank is None else a.rank if a.rank == "auto" else int(a.rank))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
