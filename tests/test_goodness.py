@@ -89,3 +89,19 @@ def test_fuse_rank_auto_records_the_choice():
     for bad in (0, 2.5, "ten"):
         with pytest.raises(ValueError, match="rank"):
             xf.fuse(ds, "lr", rank=bad, progress=False)
+
+
+def test_choose_rank_searches_binned_y_when_it_has_many_pixels():
+    from xfusion.parametrization import choose_rank, nmf_subspace
+
+    rng = np.random.default_rng(8)
+    L, m, n = 80, 20, 20
+    E = np.linspace(0, 1, L)
+    spectra = np.stack([np.exp(-0.5 * ((E - c) / 0.05) ** 2) + 0.05 for c in (0.3, 0.7)], 1)
+    w = np.full(L, 20.0)
+    Y = rng.poisson(w[:, None] * (spectra @ rng.gamma(2.0, 1.0, (2, m * n)))).reshape(L, m, n)
+    full = choose_rank(Y, w, ranks=(1, 2, 4), max_pixels=10_000)
+    binned = choose_rank(Y, w, ranks=(1, 2, 4), max_pixels=50)      # searched on 3 × 3 bins
+    assert full[0] == binned[0] == 2
+    # the subspace returned is the one learnt from the full Y at the chosen rank
+    np.testing.assert_allclose(binned[1], nmf_subspace(Y, w, 2))
