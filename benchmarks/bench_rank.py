@@ -21,8 +21,7 @@ import warnings
 import numpy as np
 
 import xfusion as xf
-from xfusion.goodness import goodness_of_fit
-from xfusion.parametrization import nmf_subspace
+from xfusion.parametrization import nmf_subspace, subspace_fit
 
 
 def y_fit(ds, rank: int, n_coef: int = 200) -> dict:
@@ -31,13 +30,7 @@ def y_fit(ds, rank: int, n_coef: int = 200) -> dict:
     aY = aY if aY.ndim == 1 else aY.mean(axis=(1, 2))
     wY = float(ds.Y.attrs["exposure"]) * aY
     Y = np.asarray(ds.Y.values, dtype=np.float64)
-    D = Y.reshape(Y.shape[0], -1)
-    A = wY[:, None] * nmf_subspace(Y, wY, rank)
-    H = np.maximum(np.linalg.lstsq(A, D, rcond=None)[0], 1e-12)
-    colsum = np.maximum(A.sum(0)[:, None], 1e-300)
-    for _ in range(n_coef):
-        H *= (A.T @ (D / np.maximum(A @ H, 1e-12))) / colsum
-    return goodness_of_fit(D, A @ H)
+    return subspace_fit(Y, wY, nmf_subspace(Y, wY, rank), n_coef)
 
 
 def main() -> None:

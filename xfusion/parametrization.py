@@ -13,7 +13,8 @@ from .operators import ForwardModel
 from .operators.base import is_dask
 from .operators.spectral import apply_energy_matrix
 
-__all__ = ["FullCube", "LowRank", "pca_subspace", "nmf_subspace", "choose_rank", "RANKS"]
+__all__ = ["FullCube", "LowRank", "pca_subspace", "nmf_subspace", "choose_rank", "subspace_fit",
+           "RANKS"]
 
 
 class FullCube:
@@ -134,6 +135,26 @@ def nmf_subspace(Y, weights, rank: int, n_iter: int = 400, seed: int = 0) -> np.
     return (V / norm)[:, order]
 
 
+def subspace_fit(Y, weights, V, n_coef: int = 100) -> dict:
+    r"""Goodness of fit of Y's counts by the spectra V with the best non-negative coefficients.
+
+    Every pixel's coefficients H (r × pixels) are fitted by Poisson EM (``n_coef``
+    multiplicative updates from the clipped least-squares solution) to
+    :math:`Y \approx \mathrm{diag}(t_Y A_Y)\,V H`; returns
+    :func:`xfusion.goodness.goodness_of_fit` of Y given that fit.
+    """
+    from .goodness import goodness_of_fit
+
+    Y = np.asarray(Y, dtype=np.float64)
+    D = Y.reshape(Y.shape[0], -1)
+    A = np.asarray(weights, dtype=np.float64).reshape(-1)[:, None] * np.asarray(V, np.float64)
+    H = np.maximum(np.linalg.lstsq(A, D, rcond=None)[0], 1e-12)
+    colsum = np.maximum(A.sum(0)[:, None], 1e-300)
+    for _ in range(int(n_coef)):
+        H *= (A.T @ (D / np.maximum(A @ H, 1e-12))) / colsum
+    return goodness_of_fit(D, A @ H)
+
+
 #: candidate ranks of :func:`choose_rank` (``fuse(rank="auto")``), tried in this order
 RANKS = (5, 10, 15, 20, 25, 30, 40)
 
@@ -178,8 +199,6 @@ def choose_rank(Y, weights, ranks=RANKS, n_iter: int = 400, seed: int = 0,
     there a rank of 25 instead of 10 raised ``lrs`` from 9.65 to 12.79 dB. The test ignores
     the degrees of freedom the fit uses, so it errs towards smaller ranks.
     """
-    from .goodness import goodness_of_fit
-
     Y = np.asarray(Y, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
     L, m, n = Y.shape
@@ -196,12 +215,7 @@ def choose_rank(Y, weights, ranks=RANKS, n_iter: int = 400, seed: int = 0,
     trials = []
     for r in cands:
         V = nmf_subspace(Ys, w, r, n_iter=n_iter, seed=seed)
-        A = w[:, None] * V
-        H = np.maximum(np.linalg.lstsq(A, D, rcond=None)[0], 1e-12)
-        colsum = np.maximum(A.sum(0)[:, None], 1e-300)
-        for _ in range(int(n_coef)):
-            H *= (A.T @ (D / np.maximum(A @ H, 1e-12))) / colsum
-        g = goodness_of_fit(D, A @ H)
+        g = subspace_fit(Ys, w, V, n_coef)
         trials.append({"rank": r, "ratio": g["ratio"],
                        "z": (g["cstat"] - g["expected"]) / g["sigma"] if g["sigma"] else 0.0})
         if g["cstat"] <= g["expected"]:
