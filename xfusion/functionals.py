@@ -108,14 +108,10 @@ class PoissonLoss:
                     return jit[2](m, d, t, e)
                 return jit[3](m, d, t, e, gf[a:b])
             if not inside:                    # numpy, with the extension where μ < its start
-                lo, slope, curv = (v.reshape(-1)[a:b] for v in self._extension())
-                h = m - lo
-                below = h < 0
-                t = m - d * np.log(np.maximum(m, e))
-                t = np.where(below, (lo - d * np.log(e)) + slope * h + 0.5 * curv * h * h, t)
+                ext = tuple(v.reshape(-1)[a:b] for v in self._extension())
                 if gf is not None:
-                    gf[a:b] = np.where(below, slope + curv * h, 1 - d / np.maximum(m, e))
-                return float(t.sum(dtype=np.float64))
+                    gf[a:b] = _terms_grad(m, d, e, *ext)
+                return float(_terms(m, d, e, *ext).sum(dtype=np.float64))
             t = np.log(m)
             t *= d
             np.subtract(m, t, out=t)          # μ − D log μ, summed once in float64
@@ -150,20 +146,13 @@ class PoissonLoss:
                 return v + self.const
             if self._fast(mu):
                 return total(mu) - total(D * np.log(mu)) + self.const
-        a, ga, curv = self._extension()
-        inside = mu - D * np.log(np.maximum(mu, e))
-        d = mu - a
-        outside = (a - D * np.log(e)) + ga * d + 0.5 * curv * d * d
-        return total(np.where(mu >= a, inside, outside)) + self.const
+        return total(_terms(mu, D, e, *self._extension())) + self.const
 
     def grad(self, mu):
         D, e = self.D, self.eps
         if self._fast(mu):
             return 1 - D / mu
-        a, ga, curv = self._extension()
-        inside = 1 - D / np.maximum(mu, e)
-        outside = ga + curv * (mu - a)
-        return np.where(mu >= a, inside, outside)
+        return _terms_grad(mu, D, e, *self._extension())
 
     def _extension(self):
         """Where the quadratic extension starts (ε, or 0 where D = 0), its slope and curvature
@@ -192,6 +181,19 @@ class PoissonLoss:
             ratio = D / mu
             return total(mu) - total(D * np.log(mu)) + self.const, 1 - ratio
         return self.value(mu), self.grad(mu)
+
+
+def _terms(mu, D, e, start, slope, curv):
+    """Per-bin deviance (without its constant): μ − D log μ above the extension's ``start``
+    (ε, or 0 where D = 0), the quadratic with ``slope`` and ``curv`` there below it."""
+    h = mu - start
+    inside = mu - D * np.log(np.maximum(mu, e))
+    return np.where(h < 0, (start - D * np.log(e)) + slope * h + 0.5 * curv * h * h, inside)
+
+
+def _terms_grad(mu, D, e, start, slope, curv):
+    """Per-bin derivative of :func:`_terms`."""
+    return np.where(mu - start < 0, slope + curv * (mu - start), 1 - D / np.maximum(mu, e))
 
 
 @lru_cache(maxsize=1)
