@@ -105,3 +105,19 @@ def test_choose_rank_searches_binned_y_when_it_has_many_pixels():
     assert full[0] == binned[0] == 2
     # the subspace returned is the one learnt from the full Y at the chosen rank
     np.testing.assert_allclose(binned[1], nmf_subspace(Y, w, 2))
+
+
+def test_a_rank_too_small_for_y_warns():
+    # Z_true has three spectral components (two spectra and a flat floor): rank 2 leaves
+    # Y's counts unexplained, rank 3 describes them
+    import warnings
+
+    ds = consistent_problem(L=48, l=6, M=18, N=18, counts=200, noise=True)
+    with pytest.warns(xf.RankWarning, match="rank 2: .* C-statistic"):
+        Z = xf.fuse(ds, "lr", rank=2, progress=False)
+    assert Z.attrs["cstat_Y"] > xf.fusion.RANK_MISFIT * Z.attrs["cstat_Y_expected"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xf.RankWarning)
+        Z = xf.fuse(ds, "lr", rank=3, progress=False)
+        xf.fuse(ds, "lr", rank="auto", progress=False)      # auto chooses: no warning
+    assert Z.attrs["cstat_Y"] <= Z.attrs["cstat_Y_expected"] + 3 * Z.attrs["cstat_Y_sigma"]

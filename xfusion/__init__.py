@@ -8,7 +8,7 @@
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.hifred)
 from . import kernels, operators, testing
-from .fusion import fuse
+from .fusion import RankWarning, fuse
 from .model import forward, forward_model
 from .problem import (
     ProblemError,
@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ProblemError", "make_problem", "validate", "open_problem", "save_problem",
-    "rebin_factors", "fuse", "forward", "forward_model", "kernels", "operators", "testing",
+    "rebin_factors", "fuse", "RankWarning", "forward", "forward_model", "kernels", "operators",
+    "testing",
 ]
 
 
