@@ -458,7 +458,7 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
     if patience is None and getattr(reg, "metric_dependent", False):
         attrs["held_patience"] = HELD_PATIENCE      # the default once the metric is held
     attrs.update(_fit_attrs(param, st.x, Xd, Yd))
-    if low_rank and trials is None:
+    if low_rank and trials is None and st.converged:   # (unconverged: the misfit may be that)
         _warn_rank_misfit(attrs, int(rank))
     if not math.isfinite(attrs["objective"]):
         attrs["objective"] = None
@@ -476,7 +476,8 @@ def _warn_rank_misfit(attrs: dict, rank: int) -> None:
     model (:mod:`xfusion.goodness`) is the rank's bias, not noise. Measured at full size with
     the default rank 10 (docs/benchmarks.md): C/E of Y 1.75–1.91 on ``realistic_1kev_rebin``
     (where ``rank="auto"`` chooses 25 and gains 2–3 dB NMSE), below :data:`RANK_MISFIT` on
-    the three Gaussian scenarios.
+    the three Gaussian scenarios. Only converged runs are judged: a run stopped at
+    ``max_iter`` may not fit the counts yet whatever the rank.
     """
     c, e, sd = (attrs.get(f"cstat_Y{k}") for k in ("", "_expected", "_sigma"))
     if c is None or not e or not sd:
