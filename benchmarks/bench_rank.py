@@ -1,4 +1,4 @@
-"""How many spectra Y needs: goodness of fit of a rank-r Poisson NMF of Y alone, per scenario.
+"""How many spectra Y needs: goodness of fit of a rank-r NMF of Y alone, per scenario.
 
 Run::
 

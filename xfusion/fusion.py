@@ -176,7 +176,7 @@ def fuse(
         :func:`xfusion.open_problem`).
     regularizer : {"w2d1d", "lrs", "lrw2d", "lr", "none"}
         ``w2d1d``: l1 of 2-D–1-D starlet coefficients of Z, with Z ≥ 0.
-        ``lrs``: Z = V W (V: ``rank`` non-negative spectra learnt from Y by Poisson NMF,
+        ``lrs``: Z = V W (V: ``rank`` non-negative spectra learnt from Y by least-squares NMF,
         :func:`xfusion.parametrization.nmf_subspace`) with a Sobolev penalty on W.
         ``lrw2d``: Z = V W with l1 of the 2-D starlet coefficients of each W_r.
         ``lr``: Z = V W alone. ``none``: likelihood only, Z ≥ 0.
@@ -474,9 +474,9 @@ def _warn_rank_misfit(attrs: dict, rank: int) -> None:
     Y's spectra are averages over its large pixels, so a subspace that cannot fit them cannot
     fit the finer ones either: a C-statistic of Y well above its expectation under the fitted
     model (:mod:`xfusion.goodness`) is the rank's bias, not noise. Measured at full size with
-    the default rank 10 (docs/benchmarks.md): C/E of Y 1.75–1.91 on ``realistic_1kev_rebin``
-    (where ``rank="auto"`` chooses 25 and gains 2–3 dB NMSE), below :data:`RANK_MISFIT` on
-    the three Gaussian scenarios. Only converged runs are judged: a run stopped at
+    the default rank 10 (docs/benchmarks.md): C/E of Y 1.87–2.04 on ``realistic_1kev_rebin``
+    (where ``rank="auto"`` gains 2–3 dB NMSE), 1.12 or below on the three Gaussian
+    scenarios. Only converged runs are judged: a run stopped at
     ``max_iter`` may not fit the counts yet whatever the rank.
     """
     c, e, sd = (attrs.get(f"cstat_Y{k}") for k in ("", "_expected", "_sigma"))
