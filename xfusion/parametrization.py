@@ -239,10 +239,10 @@ def choose_rank(Y, weights, ranks=RANKS, n_iter: int | None = None, seed: int = 
 
     Notes
     -----
-    Measured (``benchmarks/bench_rank.py``): C/E at r = 10 is 0.98 on
-    ``gaussian_1kev_rebin`` but 1.62 on ``realistic_1kev_rebin`` (1.05 at 20, 0.93 at 30), and
-    there a rank of 25 instead of 10 raised ``lrs`` from 9.65 to 12.79 dB. The test ignores
-    the degrees of freedom the fit uses, so it errs towards smaller ranks.
+    Measured (``benchmarks/bench_rank.py``, least-squares subspace): C/E at r = 10 is 0.99 on
+    ``gaussian_1kev_rebin`` but 1.74 on ``realistic_1kev_rebin`` (1.06 at 20, 0.93 at 30),
+    where a larger rank gains 2–3 dB NMSE (docs/benchmarks.md). The test ignores the degrees
+    of freedom the fit uses, so it errs towards smaller ranks.
     """
     Y = np.asarray(Y, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
