@@ -476,7 +476,8 @@ def _warn_rank_misfit(attrs: dict, rank: int) -> None:
     model (:mod:`xfusion.goodness`) is the rank's bias, not noise. Measured at full size with
     the default rank 10 (docs/benchmarks.md): C/E of Y 1.87–2.04 on ``realistic_1kev_rebin``
     (where ``rank="auto"`` gains 2–3 dB NMSE), 1.12 or below on the three Gaussian
-    scenarios. Only converged runs are judged: a run stopped at
+    scenarios. A strong spatial penalty (``lrs``, ``lrw2d``) raises C too, by less (``lrw2d``
+    2.04 against ``lr`` 1.87 there). Only converged runs are judged: a run stopped at
     ``max_iter`` may not fit the counts yet whatever the rank.
     """
     c, e, sd = (attrs.get(f"cstat_Y{k}") for k in ("", "_expected", "_sigma"))
@@ -486,7 +487,8 @@ def _warn_rank_misfit(attrs: dict, rank: int) -> None:
         warnings.warn(
             f"rank {rank}: the fused cube's spectra describe Y's counts with a C-statistic "
             f"{c / e:.2f} times its expectation ({(c - e) / sd:+.0f} sigma): Y's spectra need "
-            f"more than {rank} components. rank='auto' chooses the rank from Y's counts "
+            f"more than {rank} components (or the spatial regularization is too strong). "
+            f"rank='auto' chooses the rank from Y's counts "
             f"(xfusion.parametrization.choose_rank)", RankWarning, stacklevel=4)
 
 
