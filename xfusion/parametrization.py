@@ -53,6 +53,15 @@ class FullCube:
         return self.adjoint(gX, gY)
 
 
+def _per_area(a: np.ndarray, w) -> np.ndarray:
+    """``a / w`` with w = t_Y A_Y along ``a``'s first axis ((L,)) or of ``a``'s shape; zero
+    where the area is zero."""
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim == 1:
+        w = w.reshape((-1,) + (1,) * (a.ndim - 1))
+    return np.divide(a, w, out=np.zeros(np.broadcast_shapes(a.shape, w.shape)), where=w > 0)
+
+
 def pca_subspace(Y, weights, rank: int) -> np.ndarray:
     r"""Top-``rank`` principal spectra of Y's flux spectra, as orthonormal columns (L × r).
 
@@ -69,9 +78,7 @@ def pca_subspace(Y, weights, rank: int) -> np.ndarray:
     Uncentred SVD of the (L × m·n) matrix of flux spectra :math:`Y / (t_Y A_Y)`; the leading
     vectors span the mean spectrum and its main variations (paper §3.3.2).
     """
-    Y = np.asarray(Y, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    flux = np.divide(Y, w, out=np.zeros_like(Y), where=w > 0)
+    flux = _per_area(np.asarray(Y, dtype=np.float64), weights)
     L = flux.shape[0]
     F = flux.reshape(L, -1)
     rank = int(rank)
@@ -135,9 +142,7 @@ def nmf_subspace(Y, weights, rank: int, n_iter: int | None = None, seed: int = 0
     rng = np.random.default_rng(seed)
     tiny = 1e-12
     if divergence == "frobenius":
-        F = np.divide(D, w[:, None], out=np.zeros_like(D), where=w[:, None] > 0)
-        V, H = _hals(F, rank, 500 if n_iter is None else int(n_iter), rng)
-        weight = H.sum(1) * V.sum(0)
+        V, H = _hals(_per_area(D, w), rank, 500 if n_iter is None else int(n_iter), rng)
     else:
         A = w[:, None] * (0.5 + rng.random((L, rank)))
         H = (D.sum(0, keepdims=True) / max(A.sum(), 1e-300)) * (
@@ -148,10 +153,9 @@ def nmf_subspace(Y, weights, rank: int, n_iter: int | None = None, seed: int = 0
             H *= (R.T @ A).T / np.maximum(A.sum(0)[:, None], tiny)
             R = D / np.maximum(A @ H, tiny)
             A *= (R @ np.ascontiguousarray(H.T)) / np.maximum(H.sum(1)[None, :], tiny)
-        V = np.divide(A, w[:, None], out=np.zeros_like(A), where=w[:, None] > 0)
-        weight = H.sum(1) * V.sum(0)
+        V = _per_area(A, w)
     norm = np.maximum(V.sum(0), 1e-300)
-    order = np.argsort(-weight)
+    order = np.argsort(-(H.sum(1) * V.sum(0)))     # by total flux of each component
     return (V / norm)[:, order]
 
 
