@@ -61,17 +61,44 @@ def persist(*arrays):
 
 
 def aligned(n: int, size: int, factor: int, halo: int = 0) -> tuple[int, ...]:
-    """Regular chunks of ``size`` (rounded up to a multiple of ``factor``, at least ``halo``)
-    covering ``n``; a last chunk smaller than ``halo`` is merged into the one before."""
-    size = max(int(size), int(halo), 1)
+    r"""Regular chunks covering an axis of ``n`` samples.
+
+    Parameters
+    ----------
+    n : int
+        Length of the axis.
+    size : int
+        Wanted chunk size; raised to ``halo`` and then rounded up to a multiple of ``factor``:
+        :math:`s = f\,\lceil \max(\mathrm{size}, h, 1) / f \rceil`.
+    factor : int
+        Rebinning factor ``f`` of the axis: every chunk boundary falls on a multiple of it (so
+        the block sum of Y never straddles two chunks).
+    halo : int
+        Smallest chunk ``h`` (the PSF half-width: the halo the convolution reads from a
+        neighbour).
+
+    Returns
+    -------
+    tuple of int
+        :math:`\lfloor n/s \rfloor` chunks of ``s``, then the remainder :math:`r = n \bmod s`
+        as a chunk of its own when :math:`r \ge h`, else added to the last full chunk (which
+        grows to :math:`s + r`); ``(n,)`` when :math:`s \ge n`. Every chunk is a multiple of
+        ``f`` when ``n`` is, at least ``h`` unless the axis itself is shorter, and the chunks
+        sum to ``n``.
+    """
+    factor = max(int(factor), 1)
+    halo = max(int(halo), 0)
+    size = max(int(size), halo, 1)
     size = -(-size // factor) * factor
     if size >= n:
-        return (n,)
+        return (int(n),)
     chunks = [size] * (n // size)
-    if n % size:
-        chunks.append(n % size)
-    if len(chunks) > 1 and chunks[-1] < halo:
-        chunks[-2] += chunks.pop()
+    rest = n % size
+    if rest:
+        if rest < halo:
+            chunks[-1] += rest     # too short for the halo: merged into the chunk before it
+        else:
+            chunks.append(rest)
     return tuple(chunks)
 
 
