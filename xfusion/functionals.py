@@ -288,6 +288,24 @@ class Sobolev:
     ----------
     weight : float
         :math:`w` (the solver sets it from μ_D and the data term's curvature).
+
+    Notes
+    -----
+    On a dask ``W`` the value and the gradient are computed chunk by chunk, each chunk with a
+    one-pixel halo along y and x from its neighbours and, at the image's edges, a mirrored
+    copy of the edge pixel (:math:`W_{-1} = W_0`, :math:`W_n = W_{n-1}`). The differences
+    across a mirrored edge are exactly 0, so on the halo-extended block the formulas of the
+    in-memory path give the Neumann values without a special case:
+
+    .. math::
+
+        (\nabla^*\nabla W)_i = -\big((W_{i+1} - W_i) - (W_i - W_{i-1})\big)
+
+    along each axis (the same operations as in memory, so the gradient is equal to it bit for
+    bit), and the value sums, per chunk, the squared differences that start in the chunk's
+    core. The gradient keeps ``W``'s chunks: ``np.diff`` and ``np.pad`` on a dask array
+    shift chunk boundaries by one pixel (slivers of one pixel), and the solver feeds the
+    gradient back into the iterate, so the chunks would multiply every iteration.
     """
 
     def __init__(self, weight: float):
@@ -298,10 +316,15 @@ class Sobolev:
         return np.diff(W, axis=-2), np.diff(W, axis=-1)
 
     def value(self, W) -> float:
+        if _is_dask(W):
+            return self.weight * float(_sobolev_dask(W, _sobolev_sum, value=True).sum(
+                dtype=np.float64).compute())
         dy, dx = self._diffs(W)
         return self.weight * (total(dy * dy) + total(dx * dx))
 
     def grad(self, W):
+        if _is_dask(W):
+            return 2 * self.weight * _sobolev_dask(W, _sobolev_laplacian)
         dy, dx = self._diffs(W)
         return 2 * self.weight * (_diff_adjoint(dy, -2) + _diff_adjoint(dx, -1))
 
@@ -312,6 +335,41 @@ class Sobolev:
     def lipschitz(self) -> float:
         """Upper bound of the gradient's Lipschitz constant (``2 w ‖∇‖² ≤ 16 w``)."""
         return 16 * self.weight
+
+
+def _sobolev_laplacian(We):
+    r""":math:`\nabla^*\nabla W` on the core of a block ``We`` extended by one pixel on each
+    side along the last two axes (:class:`Sobolev`, Notes)."""
+    dy = np.diff(We[..., :, 1:-1], axis=-2)
+    dx = np.diff(We[..., 1:-1, :], axis=-1)
+    return -np.diff(dy, axis=-2) + -np.diff(dx, axis=-1)
+
+
+def _sobolev_sum(We):
+    r""":math:`\sum \|\nabla W\|^2` over the differences that start in the core of a block
+    ``We`` extended by one pixel on each side along the last two axes, as a one-element
+    block (the difference into a mirrored edge pixel is 0)."""
+    dy = np.diff(We[..., 1:, 1:-1], axis=-2)
+    dx = np.diff(We[..., 1:-1, 1:], axis=-1)
+    s = total(dy * dy) + total(dx * dx)
+    return np.full((1,) * We.ndim, s, np.float64)
+
+
+def _sobolev_dask(W, kernel, value: bool = False):
+    """``kernel`` of every chunk of dask ``W`` with its one-pixel y/x halo (mirrored at the
+    image's edges): an array chunked like ``W`` or, with ``value``, one float64 per chunk."""
+    import dask.array as da
+    from dask.array.overlap import overlap
+
+    nd = W.ndim
+    lead = range(nd - 2)
+    We = overlap(W, depth={**{i: 0 for i in lead}, nd - 2: 1, nd - 1: 1},
+                 boundary={**{i: "none" for i in lead}, nd - 2: "reflect", nd - 1: "reflect"})
+    if value:
+        return da.map_blocks(kernel, We, chunks=tuple((1,) * n for n in W.numblocks),
+                             dtype=np.float64, meta=np.empty((0,) * nd, np.float64))
+    return da.map_blocks(kernel, We, chunks=W.chunks, dtype=W.dtype,
+                         meta=np.empty((0,) * nd, W.dtype))
 
 
 def _diff_adjoint(d, axis):
