@@ -29,6 +29,7 @@ X's channels is ``response_X`` itself, so the coordinate is descriptive.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -48,6 +49,7 @@ __all__ = [
     "rebin_factors",
     "open_problem",
     "save_problem",
+    "check_store",
     "REQUIRED",
 ]
 
@@ -67,6 +69,16 @@ REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
 
 PSF_SUM_TOL = 1e-6
 RESPONSE_SUM_TOL = 1e-6
+#: highest plausible photon energy (keV); larger values suggest energies in eV
+MAX_ENERGY_KEV = 500.0
+#: smallest plausible pixel size (arcsec); smaller steps suggest offsets in degrees
+MIN_PIXEL_ARCSEC = 1e-2
+#: optional variables of simulated problems and their dims
+TRUTH: dict[str, tuple[str, ...]] = {
+    "Z_true": ("energy", "y", "x"),
+    "X_true": ("energy_coarse", "y", "x"),
+    "Y_true": ("energy", "y_coarse", "x_coarse"),
+}
 
 
 @dataclass(frozen=True)
@@ -134,12 +146,107 @@ def rebin_factors(ds: xr.Dataset) -> Factors:
     return Factors(vL, vM, vN)
 
 
+def _check_dtype(name: str, dtype, what: str = "values") -> None:
+    """Refuse a dtype that is not real numeric (bool, complex, string, object, datetime)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iuf":
+        raise ProblemError(f"{name}: {what} must be real numbers (integer or float), "
+                           f"got dtype {dtype}")
+
+
+def _check_not_empty(name: str, dims, shape) -> None:
+    for d, s in zip(dims, shape):
+        if s == 0:
+            raise ProblemError(f"{name}: empty (shape {tuple(shape)}, axis {d!r} has size 0)")
+
+
+def _check_coordinates(ds: xr.Dataset) -> None:
+    """Refuse energy and spatial coordinates that are non-finite, unordered or in wrong units."""
+    for c in ("energy", "energy_coarse"):
+        if c not in ds.coords:
+            continue
+        units = ds[c].attrs.get("units")
+        if units is not None and str(units) != "keV":
+            raise ProblemError(f"{c}: units {units!r}, expected 'keV'")
+        e = np.asarray(ds[c].values)
+        _check_dtype(c, e.dtype, "energies")
+        if not np.isfinite(e).all():
+            raise ProblemError(f"{c}: non-finite energies (NaN or Inf); expected bin centres "
+                               f"in keV")
+        if (e <= 0).any():
+            raise ProblemError(f"{c}: energies must be positive, got min {e.min():.6g} keV")
+        if e.size > 1 and (np.diff(e) <= 0).any():
+            i = int(np.argmax(np.diff(e) <= 0))
+            what = "duplicated" if e[i + 1] == e[i] else "decreasing"
+            raise ProblemError(f"{c}: energies must increase strictly, {what} at index {i + 1} "
+                               f"({e[i]:.6g} then {e[i + 1]:.6g} keV)")
+        if e.max() > MAX_ENERGY_KEV:
+            raise ProblemError(f"{c}: energies up to {e.max():.6g} keV are implausible "
+                               f"(above {MAX_ENERGY_KEV:g} keV); expected keV, are they in eV?")
+    if "energy" in ds.coords:
+        e = np.asarray(ds["energy"].values, dtype=float)
+        bounds = {}
+        for c in ("energy_lo", "energy_hi"):
+            if c not in ds.coords:
+                continue
+            if ds[c].dims != ("energy",):
+                raise ProblemError(f"{c}: dims {ds[c].dims}, expected ('energy',)")
+            units = ds[c].attrs.get("units")
+            if units is not None and str(units) != "keV":
+                raise ProblemError(f"{c}: units {units!r}, expected 'keV'")
+            _check_dtype(c, ds[c].dtype, "energies")
+            b = np.asarray(ds[c].values, dtype=float)
+            if not np.isfinite(b).all():
+                raise ProblemError(f"{c}: non-finite bin edges (NaN or Inf)")
+            if (b < 0).any():
+                raise ProblemError(f"{c}: negative bin edge (min {b.min():.6g} keV)")
+            bounds[c] = b
+        if len(bounds) == 2:
+            lo, hi = bounds["energy_lo"], bounds["energy_hi"]
+            if (lo >= hi).any():
+                i = int(np.argmax(lo >= hi))
+                raise ProblemError(f"energy_lo: must be below energy_hi, bin {i} has "
+                                   f"{lo[i]:.6g} >= {hi[i]:.6g} keV")
+        tol = 1e-9 * max(1.0, float(np.abs(e).max()))
+        if "energy_lo" in bounds and (bounds["energy_lo"] > e + tol).any():
+            i = int(np.argmax(bounds["energy_lo"] > e + tol))
+            raise ProblemError(f"energy_lo: bin {i} starts at {bounds['energy_lo'][i]:.6g} keV, "
+                               f"above its centre energy {e[i]:.6g} keV")
+        if "energy_hi" in bounds and (bounds["energy_hi"] < e - tol).any():
+            i = int(np.argmax(bounds["energy_hi"] < e - tol))
+            raise ProblemError(f"energy_hi: bin {i} ends at {bounds['energy_hi'][i]:.6g} keV, "
+                               f"below its centre energy {e[i]:.6g} keV")
+    for c in ("y", "x", "y_coarse", "x_coarse"):
+        if c not in ds.coords:
+            continue
+        units = ds[c].attrs.get("units")
+        if units is not None and str(units) != "arcsec":
+            raise ProblemError(f"{c}: units {units!r}, expected 'arcsec' (offsets of pixel "
+                               f"centres)")
+        v = np.asarray(ds[c].values)
+        _check_dtype(c, v.dtype, "pixel centres")
+        if not np.isfinite(v).all():
+            raise ProblemError(f"{c}: non-finite pixel centres (NaN or Inf); expected arcsec")
+        if v.size < 2:
+            continue
+        d = np.diff(v.astype(float))
+        if not ((d > 0).all() or (d < 0).all()):
+            i = int(np.argmax(d == 0)) if (d == 0).any() else int(np.argmax(d * d[0] <= 0))
+            what = "duplicated" if d[i] == 0 else "out of order"
+            raise ProblemError(f"{c}: pixel centres must be strictly monotonic, {what} at "
+                               f"index {i + 1} ({v[i]:.6g} then {v[i + 1]:.6g} arcsec)")
+        step = float(np.abs(d).min())
+        if step < MIN_PIXEL_ARCSEC:
+            raise ProblemError(f"{c}: pixel size {step:.4g} arcsec is implausible (below "
+                               f"{MIN_PIXEL_ARCSEC:g}); expected arcsec, are they in degrees?")
+
+
 def _check_counts(ds: xr.Dataset, name: str) -> None:
     v = _values(ds[name])
     if v.size == 0:
         raise ProblemError(f"{name}: empty cube (shape {v.shape})")
-    if not np.issubdtype(v.dtype, np.number):
-        raise ProblemError(f"{name}: counts must be numeric, got dtype {v.dtype}")
+    if not np.issubdtype(v.dtype, np.number) or np.issubdtype(v.dtype, np.complexfloating):
+        raise ProblemError(f"{name}: counts must be real numbers, got dtype {v.dtype}")
     if np.issubdtype(v.dtype, np.floating):
         bad = ~np.isfinite(v)
         if bad.any():
@@ -155,6 +262,8 @@ def _check_counts(ds: xr.Dataset, name: str) -> None:
     if exp is None:
         raise ProblemError(f"{name}: missing exposure (set {name}.attrs['exposure'] in seconds)")
     try:
+        if isinstance(exp, (bool, np.bool_, str, bytes)):
+            raise TypeError
         exp = float(exp)
     except (TypeError, ValueError):
         raise ProblemError(f"{name}: exposure {exp!r} is not a number") from None
@@ -188,6 +297,14 @@ def validate(ds: xr.Dataset) -> Factors:
                                f"{', '.join(REQUIRED)})")
         if ds[name].dims not in allowed:
             raise ProblemError(f"{name}: dims {ds[name].dims}, expected one of {allowed}")
+        _check_not_empty(name, ds[name].dims, ds[name].shape)
+        _check_dtype(name, ds[name].dtype, "counts" if name in ("X", "Y") else "values")
+    for name, dims in TRUTH.items():
+        if name in ds.data_vars:
+            if ds[name].dims != dims:
+                raise ProblemError(f"{name}: dims {ds[name].dims}, expected {dims}")
+            _check_dtype(name, ds[name].dtype)
+    _check_coordinates(ds)
     f = rebin_factors(ds)
     _check_counts(ds, "X")
     _check_counts(ds, "Y")
@@ -231,6 +348,14 @@ def validate(ds: xr.Dataset) -> Factors:
             raise ProblemError(f"{name}: negative effective area (min {a.min():.3g} cm²)")
         if not a.any():
             raise ProblemError(f"{name}: effective area is zero everywhere")
+    for name in TRUTH:
+        if name in ds.data_vars:
+            t = _values(ds[name])
+            if not np.isfinite(t).all():
+                raise ProblemError(f"{name}: non-finite values (NaN or Inf)")
+            if (t < 0).any():
+                raise ProblemError(f"{name}: negative values (min {t.min():.3g}); a flux or an "
+                                   f"expected count cannot be negative")
     return f
 
 
@@ -247,6 +372,39 @@ def _as_da(value, dims, name, coords=None, attrs=None) -> xr.DataArray:
         raise ProblemError(f"{name}: expected {len(dims)}-D array with dims {tuple(dims)}, "
                            f"got shape {arr.shape}")
     return xr.DataArray(arr, dims=dims, attrs=dict(attrs or {}))
+
+
+def _check_shapes(L: int, l: int, M: int, N: int, m: int, n: int, **arrays) -> None:
+    """Refuse, by name, an input of :func:`make_problem` whose shape does not fit X's and Y's.
+
+    X's shape gives ``(l, M, N)`` and Y's ``(L, m, n)``; every other input must agree (before
+    xarray aligns them, which would fail without naming the variable).
+    """
+    expected = {
+        "response_X": [(l, L)],
+        "arf_X": [(L,), (L, M, N)],
+        "arf_Y": [(L,), (L, M, N)],
+        "Z_true": [(L, M, N)],
+        "X_true": [(l, M, N)],
+        "Y_true": [(L, m, n)],
+    }
+    for name, a in arrays.items():
+        if a is None or name not in expected and name != "psf_Y":
+            continue
+        a = a if isinstance(a, xr.DataArray) else np.asarray(a)
+        shape = tuple(a.shape)
+        _check_dtype(name, a.dtype)
+        if name == "psf_Y":
+            if len(shape) == 2 or (len(shape) == 3 and shape[0] == L):
+                _check_not_empty(name, ("psf_y", "psf_x"), shape[-2:])
+                continue
+            ok = f"(ky, kx) or ({L}, ky, kx)"
+        else:
+            if shape in expected[name]:
+                continue
+            ok = " or ".join(str(e) for e in expected[name])
+        raise ProblemError(f"{name}: shape {shape}, expected {ok} (X is {(l, M, N)} = "
+                           f"(l, M, N), Y is {(L, m, n)} = (L, m, n))")
 
 
 def _centres(n: int, step: float, start: float | None = None) -> np.ndarray:
@@ -322,12 +480,22 @@ def make_problem(
     Yd = _as_da(Y, ("energy", "y_coarse", "x_coarse"), "Y")
     for d, e, name in ((Xd, exposure_X, "X"), (Yd, exposure_Y, "Y")):
         if e is not None:
-            d.attrs["exposure"] = float(e)
+            try:
+                if isinstance(e, (bool, np.bool_, str, bytes)):
+                    raise TypeError
+                d.attrs["exposure"] = float(e)
+            except (TypeError, ValueError):
+                raise ProblemError(f"{name}: exposure {e!r} is not a number (pass "
+                                   f"exposure_{name}=seconds)") from None
         d.attrs.setdefault("units", "counts")
         if "exposure" not in d.attrs:
             raise ProblemError(f"{name}: missing exposure (pass exposure_{name}=seconds)")
+        _check_not_empty(name, d.dims, d.shape)
+        _check_dtype(name, d.dtype, "counts")
     L, m, n = Yd.shape
     l, M, N = Xd.shape
+    _check_shapes(L, l, M, N, m, n, response_X=response_X, psf_Y=psf_Y, arf_X=arf_X,
+                  arf_Y=arf_Y, **truth)
     if energy_edges is not None:
         edges = np.asarray(energy_edges, dtype=float)
         if edges.shape != (L + 1,):
@@ -349,8 +517,8 @@ def make_problem(
         last = energy[-1] + (energy[-1] - mid[-1]) if L > 1 else energy[0] + 5e-4
         edges = np.concatenate([[first], mid, [last]])
     if l == 0 or L % l:
-        raise ProblemError(f"energy / energy_coarse: fine size {L} is not a whole multiple of "
-                           f"coarse size {l}")
+        raise ProblemError(f"energy / energy_coarse: fine size {L} (Y's channels) is not a whole "
+                           f"multiple of coarse size {l} (X's channels)")
     if energy_coarse is None:
         energy_coarse = energy.reshape(l, L // l).mean(axis=1)
     if y is None:
@@ -361,8 +529,8 @@ def make_problem(
     if y.shape != (M,) or x.shape != (N,):
         raise ProblemError(f"y, x: expected {M} and {N} pixel centres, got {y.shape}, {x.shape}")
     if M % m or N % n:
-        raise ProblemError(f"y/x vs y_coarse/x_coarse: fine image {M}×{N} is not a whole multiple "
-                           f"of the coarse image {m}×{n}")
+        raise ProblemError(f"Y: coarse image {m}×{n} does not tile X's fine image {M}×{N} "
+                           f"(y/x vs y_coarse/x_coarse: not a whole multiple)")
     yc = y.reshape(m, M // m).mean(1)
     xc = x.reshape(n, N // n).mean(1)
 
@@ -453,6 +621,9 @@ def save_problem(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = Fals
     for v in ds.variables.values():
         v.encoding = {k: e for k, e in v.encoding.items()
                       if k not in ("chunks", "preferred_chunks", "shards")}
+        # every chunk is written, even one of fill values only, so that open_problem can tell a
+        # missing chunk file (a partial copy) from zeros
+        v.encoding["write_empty_chunks"] = True
     tmp = tempfile.mkdtemp(prefix=".tmp-", suffix=".zarr", dir=parent)
     try:
         ds.to_zarr(tmp, mode="w", consolidated=True)
@@ -469,6 +640,121 @@ def save_problem(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = Fals
     return path
 
 
+_META_FILES = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+
+
+def _read_json(path: str, what: str) -> dict:
+    try:
+        with open(path) as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError) as e:
+        raise ProblemError(f"{what}: unreadable metadata {path} ({e})") from None
+    if not isinstance(doc, dict):
+        raise ProblemError(f"{what}: metadata {path} is not a JSON object")
+    return doc
+
+
+def _chunk_layout(meta: dict, v3: bool) -> tuple[tuple[int, ...], tuple[int, ...], str, str]:
+    """Shape, chunk (or shard) shape, key prefix and separator of one array's chunk files."""
+    shape = tuple(int(s) for s in meta.get("shape", ()))
+    if v3:
+        chunks = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape", shape)
+        enc = meta.get("chunk_key_encoding", {"name": "default"})
+        conf = enc.get("configuration") or {}
+        if enc.get("name") == "v2":
+            return shape, tuple(chunks), "", conf.get("separator", ".")
+        return shape, tuple(chunks), "c", conf.get("separator", "/")
+    return shape, tuple(meta.get("chunks", shape)), "", meta.get("dimension_separator") or "."
+
+
+def _expected_keys(shape, chunks, prefix: str, sep: str) -> list[str]:
+    grid = [-(-s // max(int(c), 1)) for s, c in zip(shape, chunks)]
+    if not shape:
+        return [prefix or "0"]
+    keys = []
+    for idx in itertools.product(*(range(g) for g in grid)):
+        parts = ([prefix] if prefix else []) + [str(i) for i in idx]
+        keys.append(sep.join(parts))
+    return keys
+
+
+def _present_keys(adir: str) -> set[str]:
+    out = set()
+    for d, _, files in os.walk(adir):
+        rel = os.path.relpath(d, adir)
+        for f in files:
+            if f in _META_FILES:
+                continue
+            key = f if rel == "." else os.path.join(rel, f)
+            out.add(key.replace(os.sep, "/"))
+    return out
+
+
+def check_store(path: str | os.PathLike) -> None:
+    """Check that a Zarr directory store holds every chunk file its arrays' metadata promise.
+
+    A missing chunk file (a partial copy, a failed transfer) would otherwise be read as the
+    array's fill value: silently zero data. Zarr v3 (what :func:`save_problem` writes) and v2
+    directory stores are checked; :func:`save_problem` writes every chunk, even one of fill
+    values only, so a missing file always means loss.
+
+    Raises
+    ------
+    ProblemError
+        Naming the array and its missing chunk files, or the missing metadata file.
+    """
+    path = os.fspath(path)
+    v3 = os.path.isfile(os.path.join(path, "zarr.json"))
+    if not v3 and not any(os.path.isfile(os.path.join(path, f)) for f in (".zgroup", ".zmetadata")):
+        raise ProblemError(f"{path}: not a Zarr store (no zarr.json, .zgroup or .zmetadata at its "
+                           f"root); a damaged or partial copy?")
+    mfile = "zarr.json" if v3 else ".zarray"
+    consolidated: dict[str, dict] = {}
+    if v3:
+        root = _read_json(os.path.join(path, "zarr.json"), "store root")
+        cm = root.get("consolidated_metadata") or {}
+        for name, meta in (cm.get("metadata") or {}).items():
+            if isinstance(meta, dict) and meta.get("node_type") == "array":
+                consolidated[name] = meta
+    elif os.path.isfile(os.path.join(path, ".zmetadata")):
+        zm = _read_json(os.path.join(path, ".zmetadata"), "store root").get("metadata") or {}
+        for key, meta in zm.items():
+            if key.endswith("/.zarray"):
+                consolidated[key[: -len("/.zarray")]] = meta
+    arrays: dict[str, dict] = {}
+    for name in consolidated:
+        adir = os.path.join(path, *name.split("/"))
+        if not os.path.isfile(os.path.join(adir, mfile)):
+            raise ProblemError(f"{name}: array metadata {name}/{mfile} is missing from the store "
+                               f"{path} (a damaged or partial copy)")
+    for d in sorted(os.listdir(path)):
+        adir = os.path.join(path, d)
+        if d.startswith(".") or not os.path.isdir(adir):
+            continue
+        mpath = os.path.join(adir, mfile)
+        if os.path.isfile(mpath):
+            meta = _read_json(mpath, d)
+            if not v3 or meta.get("node_type") == "array":
+                arrays[d] = meta
+        elif not v3 and os.path.isfile(os.path.join(adir, ".zgroup")):
+            continue
+        elif _present_keys(adir):
+            raise ProblemError(f"{d}: array metadata {d}/{mfile} is missing from the store "
+                               f"{path} (a damaged or partial copy)")
+    for name, meta in {**consolidated, **arrays}.items():
+        adir = os.path.join(path, *name.split("/"))
+        shape, chunks, prefix, sep = _chunk_layout(meta, v3)
+        expected = _expected_keys(shape, chunks, prefix, sep)
+        present = _present_keys(adir)
+        missing = [k for k in expected if k not in present]
+        if missing:
+            shown = ", ".join(f"{name}/{k}" for k in missing[:3]) + (", ..." if len(missing) > 3
+                                                                     else "")
+            raise ProblemError(f"{name}: {len(missing)} of {len(expected)} chunk files missing "
+                               f"from the store {path} ({shown}); a partial copy or failed "
+                               f"transfer, which would read as fill values")
+
+
 def open_problem(path: str | os.PathLike, chunks=None, validate_problem: bool = True) -> xr.Dataset:
     """Open a problem stored in Zarr.
 
@@ -478,11 +764,22 @@ def open_problem(path: str | os.PathLike, chunks=None, validate_problem: bool = 
     chunks : None, dict or "auto"
         ``None`` loads into memory (numpy); a dict gives dask arrays with those chunks.
     validate_problem : bool
-        Run :func:`validate` (default).
+        Run :func:`validate` (default). The store's completeness (:func:`check_store`: every
+        array's metadata and chunk files present) is checked either way.
+
+    Raises
+    ------
+    FileNotFoundError
+        No store at ``path``.
+    ProblemError
+        A damaged store (missing metadata or chunk files, naming the variable) or, with
+        ``validate_problem``, a problem that does not validate.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no Zarr store at {path}")
+    if os.path.isdir(path):
+        check_store(path)
     ds = xr.open_zarr(path, chunks=chunks, consolidated=None)
     if chunks is None:
         ds = ds.load()
