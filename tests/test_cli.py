@@ -66,8 +66,11 @@ def test_simulate_fuse_metrics(tmp_path, capsys):
     assert set(doc["metrics"]) == set(ROWS)
     assert doc["ergas_ratio"] == 1.0  # no spatial rebinning in gaussian_1kev
     assert doc["solver"]["regularizer"] == "none"
-    # simulate again over the same store: replaced, not refused
-    assert main(["simulate", "gaussian_1kev", "--scale", "0.1", "--out", str(prob), "-q"]) == 0
+    # simulate again over the same store: refused, then replaced with --overwrite
+    assert main(["simulate", "gaussian_1kev", "--scale", "0.1", "--out", str(prob), "-q"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["simulate", "gaussian_1kev", "--scale", "0.1", "--out", str(prob), "-q",
+                 "--overwrite"]) == 0
 
 
 def test_fuse_checkpoint_and_resume(tmp_path, capsys):
@@ -112,7 +115,7 @@ def test_bad_store_and_refusals_exit_2(tmp_path, capsys):
     assert main(["fuse", str(not_zarr), "--out", str(tmp_path / "f.zarr")]) == 2
     _one_line_error(capsys, "notes")
     assert main(["simulate", "gaussian_1kev", "--scale", "0.1", "--out", str(not_zarr)]) == 2
-    _one_line_error(capsys, "not a Zarr store")
+    _one_line_error(capsys, "not a store written by xfusion")
     assert (not_zarr / "keep.txt").read_text() == "precious"
 
 

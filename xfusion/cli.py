@@ -48,26 +48,27 @@ def _say(args, *msg) -> None:
         print(*msg, flush=True)
 
 
-def _is_zarr_store(path: str) -> bool:
-    return os.path.isdir(path) and any(
-        os.path.exists(os.path.join(path, f)) for f in ("zarr.json", ".zgroup", ".zmetadata")
-    )
+def _write_zarr(ds, path: str, kind: str, overwrite: bool) -> str:
+    """Write a store the package's one way (:func:`xfusion._store.write_store`: refuse what
+    may not be replaced, temporary store then rename, JSON-safe attrs)."""
+    from ._store import write_store
+    from .problem import _json_safe
+
+    _json_safe(ds.attrs, "Dataset")
+    for name, v in ds.variables.items():
+        _json_safe(v.attrs, str(name))
+    ds = ds.copy()
+    for v in ds.variables.values():
+        v.encoding = {k: e for k, e in v.encoding.items()
+                      if k not in ("chunks", "preferred_chunks", "shards")}
+    return write_store(ds, path, kind, overwrite=overwrite)
 
 
-def _check_writable(path: str) -> None:
-    """Refuse to replace anything at ``path`` that is not a Zarr store (never delete a user's
-    directory or file by mistake)."""
-    if os.path.exists(path) and not _is_zarr_store(path):
-        raise CLIError(f"{path} exists and is not a Zarr store; refusing to overwrite it")
+def _check_out(path: str, kind: str, args, inputs: dict | None = None, nbytes: int = 0):
+    from ._store import check_output
 
-
-def _write_zarr(ds, path: str) -> str:
-    # xf.save_problem is the package's atomic Zarr writer (temporary store, then rename,
-    # JSON-safe attrs); it does not validate, so it serves fused cubes as well.
-    from .problem import save_problem
-
-    _check_writable(path)
-    return save_problem(ds, path, overwrite=True)
+    check_output(path, "--out", overwrite=args.overwrite,
+                 kinds=(kind,), inputs=inputs, nbytes=nbytes, option="--overwrite")
 
 
 def _open_problem(path: str):
@@ -138,10 +139,12 @@ def _fit_rank(ds, regularizer: str, rank: int | str, args) -> int | str:
     return rank
 
 
-def _fuse(ds, args):
-    from .fusion import fuse
+def _fuse(ds, args, output: str | None = None):
+    """Run :func:`xfusion.fuse` with the command line's options; say a poor fit in words."""
+    from .fusion import FitWarning, fuse
 
-    kw = {"rank": _fit_rank(ds, args.regularizer, args.rank, args), "progress": not args.quiet}
+    kw = {"rank": _fit_rank(ds, args.regularizer, args.rank, args), "progress": not args.quiet,
+          "overwrite": getattr(args, "overwrite", False)}
     if args.max_iter is not None:
         kw["max_iter"] = args.max_iter
     if getattr(args, "tol", None) is not None:
@@ -152,7 +155,16 @@ def _fuse(ds, args):
         if not os.path.exists(args.resume):
             raise CLIError(f"no checkpoint to resume from at {args.resume}")
         kw["resume"] = args.resume
-    return fuse(ds, args.regularizer, **kw)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", FitWarning)
+        Z = fuse(ds, args.regularizer, output=output, **kw)
+    for w in seen:
+        if issubclass(w.category, FitWarning):
+            print(f"xfusion {args.command}: warning: {' '.join(str(w.message).split())}",
+                  file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return Z
 
 
 def _clean(v):
@@ -298,8 +310,9 @@ def _sizes(ds) -> str:
 
 
 def cmd_simulate(args) -> int:
+    _check_out(args.out, "problem", args)
     ds, dt = _simulate(args)
-    path = _write_zarr(ds, args.out)
+    path = _write_zarr(ds, args.out, "problem", args.overwrite)
     _say(args, f"simulated {args.name} (scale {args.scale}, seed {args.seed}): {_sizes(ds)} "
                f"in {dt:.1f} s; wrote {path}")
     return 0
@@ -307,13 +320,13 @@ def cmd_simulate(args) -> int:
 
 def cmd_fuse(args) -> int:
     ds = _open_problem(args.problem)
-    _check_writable(args.out)
-    Z = _fuse(ds, args)
-    _write_zarr(Z.to_dataset(name="Z"), args.out)
+    # xf.fuse checks --out and --checkpoint against the problem, each other and the disk
+    # before solving, and writes Z atomically
+    Z = _fuse(ds, args, output=args.out)
     print(_solver_line(Z))
     print(f"wrote {args.out}")
     if "Z_true" in ds:
-        print(metrics_table(_score(Z, ds)))
+        print(metrics_table(_score(Z.load(), ds)))
     return 0
 
 
@@ -346,13 +359,13 @@ def demo(args) -> dict:
     args.name = args.scenario
     _say(args, f"[1/4] simulating {args.scenario} at scale {args.scale} (seed {args.seed})")
     ds, dt = _simulate(args)
-    _write_zarr(ds, problem_path)
+    _write_zarr(ds, problem_path, "problem", True)   # the demo's own directory
     _say(args, f"      {_sizes(ds)}; {int(ds.X.sum())} + {int(ds.Y.sum())} counts; "
                f"{dt:.1f} s; wrote {problem_path}")
 
     _say(args, f"[2/4] fusing with regularizer {args.regularizer!r}")
     Z = _fuse(ds, args)
-    _write_zarr(Z.to_dataset(name="Z"), fused_path)
+    _write_zarr(Z.to_dataset(name="Z"), fused_path, "fused", True)
     _say(args, f"      wrote {fused_path}")
 
     _say(args, "[3/4] scoring against the truth (and the single-instrument baselines)")
@@ -429,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="Zarr store to write (e.g. problem.zarr)")
     p.add_argument("--scale", type=float, default=1.0, help="grid shrink factor (default 1)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it is a problem store written by xfusion")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_simulate)
 
@@ -436,7 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("problem", help="problem Zarr store (xfusion simulate, xf.save_problem)")
     p.add_argument("--out", required=True, help="Zarr store for Z (e.g. fused.zarr)")
     p.add_argument("--checkpoint", default=None, help="write solver checkpoints to this store")
-    p.add_argument("--resume", default=None, help="continue from this checkpoint")
+    p.add_argument("--resume", default=None, help="continue from this checkpoint (the same "
+                   "problem and options; only --max-iter and --tol may change)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out / --checkpoint if they are stores of that kind written "
+                        "by xfusion (never anything else)")
     _add_fuse_options(p, "w2d1d")
     p.set_defaults(func=cmd_fuse)
 
@@ -449,10 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from ._store import OutputError
     from .problem import ProblemError
     from .simulate import UnknownScenarioError
 
-    errs: list[type[BaseException]] = [CLIError, ProblemError, UnknownScenarioError,
+    errs: list[type[BaseException]] = [CLIError, ProblemError, UnknownScenarioError, OutputError,
                                        FileNotFoundError, FileExistsError, NotADirectoryError,
                                        PermissionError, ValueError]
     try:

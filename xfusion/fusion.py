@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import os
 import time
 import warnings
@@ -13,12 +12,15 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
+from ._store import OutputError, check_output, same_path, write_store
+from .checkpoint import check_identity, problem_fingerprint
 from .functionals import Sobolev, total
 from .operators import ForwardModel
 from .operators.base import is_dask
+from .options import check_options
 from .parametrization import FullCube, LowRank, choose_rank, nmf_subspace
 from .problem import ProblemError, validate
-from .regularizers import REGULARIZERS, NoRegularizer, SmoothOnly, StarletL1
+from .regularizers import NoRegularizer, SmoothOnly, StarletL1
 from .solver import (
     FISTA,
     HELD_PATIENCE,
@@ -125,12 +127,23 @@ def _starlet(kind: str, J2: int, J1: int, shape):
 #: default ``k_range`` of the brightness-dependent threshold, per regularizer (measured)
 DEFAULT_K_RANGE = {"w2d1d": (4.0, 8.0), "lrw2d": (0.1, 1.0)}
 
-#: a low-rank result whose C-statistic of Y exceeds this many times its expectation (and by
-#: more than 5 σ) warns that the rank is too small for Y's spectra (:class:`RankWarning`)
-RANK_MISFIT = 1.25
+#: a result whose C-statistic exceeds this many times its expectation (and by more than
+#: FIT_SIGMA σ) does not explain the counts (:class:`FitWarning`)
+FIT_HIGH = 1.25
+#: ... and one below this many times its expectation (by more than FIT_SIGMA σ) fits the noise
+FIT_LOW = 0.6
+#: how many standard deviations of the C-statistic a misfit must also exceed
+FIT_SIGMA = 5.0
+#: the threshold of :class:`RankWarning` (the same as :data:`FIT_HIGH`)
+RANK_MISFIT = FIT_HIGH
 
 
-class RankWarning(UserWarning):
+class FitWarning(UserWarning):
+    """The fused cube does not explain an instrument's counts (its C-statistic is far from the
+    expectation under the fitted model, in either direction); the message gives C/E and σ."""
+
+
+class RankWarning(FitWarning):
     """A low-rank fusion's spectra do not describe Y's counts: the rank is too small."""
 
 
@@ -161,6 +174,7 @@ def fuse(
     output: str | os.PathLike | None = None,
     chunks: dict | Literal["auto"] | None = None,
     client=None,
+    overwrite: bool = False,
 ) -> xr.DataArray:
     r"""Fuse the two instruments of a problem into one cube Z (HIFReD).
 
@@ -220,10 +234,19 @@ def fuse(
     progress : bool
         Show a one-line progress bar on stderr.
     checkpoint : path, optional
-        Zarr store written atomically every ``checkpoint_every`` iterations and at the end.
+        Checkpoint directory written atomically every ``checkpoint_every`` iterations and at
+        the end (:mod:`xfusion.checkpoint`: two slots and a pointer, so one complete state
+        always exists). It records the problem's fingerprint and the settings, so that a
+        resume can be checked. An existing checkpoint is refused unless ``overwrite=True`` or
+        it is the one being resumed.
+    checkpoint_every : int
+        Iterations between checkpoints (≥ 1).
     resume : path, optional
-        Continue from a checkpoint written by an earlier (possibly interrupted) run with the
-        same problem and options; the result equals that of an uninterrupted run.
+        Continue from a checkpoint written by an earlier (possibly interrupted) run; the
+        result equals that of an uninterrupted run. Refused (:class:`CheckpointError`, naming
+        what differs) when the checkpoint was written for another problem (other counts,
+        e.g. another noise draw, or other responses) or other settings; only ``max_iter``,
+        ``tol`` and ``patience`` may change.
     spatial : {"auto", "dense", "fft", "separable"}
         How Y's PSF and rebinning are applied (see :class:`xfusion.operators.ForwardModel`).
     adapt_iter : int
@@ -238,7 +261,13 @@ def fuse(
         proximal gradient.
     output : path, optional
         Write Z to this Zarr store (chunk by chunk, to a temporary store renamed into place)
-        and return the DataArray backed by it (lazy, dask).
+        and return the DataArray backed by it (lazy, dask). Checked before any work: an
+        existing path is refused unless ``overwrite=True``, and even then only a fused-cube
+        store written by xfusion is replaced (never a user's file or directory); the
+        problem's own store, the checkpoints, an unwritable directory or a disk without room
+        for Z are refused (:class:`xfusion.OutputError`). If the final write still fails,
+        the error says where the result is kept (the checkpoint) and, in memory, carries it
+        as ``error.result``.
     chunks : dict or "auto", optional
         Chunks of Z ``{"energy": ..., "y": ..., "x": ...}`` on the dask path. Default: follow
         the problem's dask chunks (:func:`xfusion.open_problem` with ``chunks=``); numpy
@@ -248,6 +277,9 @@ def fuse(
         Run on this client. Without one, a chunked problem runs on the active client if any,
         else on dask's threaded scheduler — except a problem too large for memory, which
         starts a ``LocalCluster`` sized to the machine for the run (docs/scaling.md).
+    overwrite : bool
+        Allow ``output`` and ``checkpoint`` to replace existing stores of their kind that
+        xfusion wrote (default: refuse).
 
     Returns
     -------
@@ -260,28 +292,25 @@ def fuse(
     """
     t0 = time.perf_counter()
     validate(ds)
-    if regularizer not in REGULARIZERS:
-        raise ValueError(f"unknown regularizer {regularizer!r}; choose one of {REGULARIZERS}")
-    if not (rank == "auto" or (isinstance(rank, numbers.Integral) and rank >= 1)):
-        raise ValueError(f"rank must be a whole number ≥ 1 or 'auto', got {rank!r}")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    if k_range is None:
-        k_range = DEFAULT_K_RANGE.get(regularizer, (0.5, 3.0))
-    k_range = tuple(float(v) for v in k_range)
-    if len(k_range) != 2 or not 0 <= k_range[0] <= k_range[1]:
-        raise ValueError(f"k_range must be (k_min, k_max) with 0 <= k_min <= k_max, "
-                         f"got {k_range}")
-    if tol <= 0 or max_iter < 1:
-        raise ValueError(f"need tol > 0 and max_iter ≥ 1, got tol={tol}, max_iter={max_iter}")
-    if patience is not None and not (isinstance(patience, numbers.Real)
-                                     and float(patience).is_integer() and patience >= 1):
-        raise ValueError(f"patience must be a whole number ≥ 1 (or None), got {patience!r}")
+    L, M, N = ds.sizes["energy"], ds.sizes["y"], ds.sizes["x"]
+    opts = check_options(regularizer, shape=(L, M, N),
+                         n_pixels_Y=ds.sizes["y_coarse"] * ds.sizes["x_coarse"], rank=rank,
+                         mu_sobolev=mu_sobolev, k=k, k_range=k_range, J2=J2, J1=J1, tol=tol,
+                         patience=patience, max_iter=max_iter, init=init, dtype=dtype,
+                         progress=progress, checkpoint_every=checkpoint_every, spatial=spatial,
+                         adapt_iter=adapt_iter, eps=eps, metric=metric,
+                         acceleration=acceleration)
+    rank, mu_sobolev, k, J2, J1, tol, patience, max_iter, dtype, eps, adapt_iter = (
+        opts[n] for n in ("rank", "mu_sobolev", "k", "J2", "J1", "tol", "patience",
+                          "max_iter", "dtype", "eps", "adapt_iter"))
+    init = opts.get("init")
+    k_range = opts["k_range"] or DEFAULT_K_RANGE.get(regularizer, (0.5, 3.0))
+    _check_outputs(ds, output=output, checkpoint=checkpoint, resume=resume,
+                   overwrite=overwrite, shape=(L, M, N), dtype=dtype,
+                   rank=rank if regularizer in ("lrs", "lrw2d", "lr") else None)
     # -- numpy or dask (docs/scaling.md) -------------------------------------------------
     from . import _dask
 
-    L, M, N = ds.sizes["energy"], ds.sizes["y"], ds.sizes["x"]
     own_cluster = None
     if chunks is None and not (is_dask(ds.X.data) or is_dask(ds.Y.data)) \
             and _dask.needs_cluster((L, M, N), dtype):
@@ -293,7 +322,7 @@ def fuse(
               patience=patience, max_iter=max_iter, init=init, dtype=dtype, progress=progress,
               checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
               spatial=spatial, adapt_iter=adapt_iter, eps=eps, metric=metric,
-              acceleration=acceleration, output=output, chunks=chunks)
+              acceleration=acceleration, output=output, chunks=chunks, overwrite=overwrite)
     try:
         with client.as_current() if client is not None else contextlib.nullcontext():
             return _fuse(ds, regularizer, t0, **kw)
@@ -314,7 +343,7 @@ def _start_local_cluster():
 
 def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, patience,
           max_iter, init, dtype, progress, checkpoint, checkpoint_every, resume, spatial,
-          adapt_iter, eps, metric, acceleration, output, chunks) -> xr.DataArray:
+          adapt_iter, eps, metric, acceleration, output, chunks, overwrite) -> xr.DataArray:
     """The body of :func:`fuse`, with validated arguments, under the chosen scheduler."""
     from . import _dask
     from .problem import rebin_factors
@@ -357,13 +386,8 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
     else:
         param = FullCube(model)
 
-    if init is not None:
-        Z0 = init.transpose("energy", "y", "x").data if isinstance(init, xr.DataArray) else init
-        if tuple(Z0.shape) != (L, M, N):
-            raise ProblemError(f"init: shape {tuple(Z0.shape)} does not match Z's {(L, M, N)}")
-        Z0 = np.asarray(Z0, dtype=np.float64)
-        if not np.isfinite(Z0).all():
-            raise ProblemError("init: contains NaN or Inf")
+    if init is not None:   # checked by check_options: finite, ≥ 0, Z's shape
+        Z0 = init if is_dask(init) else np.asarray(init, dtype=np.float64)
     else:
         Z0 = initial_guess(ds)
     if zchunks is not None:
@@ -409,7 +433,15 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
     solver.smooth = getattr(reg, "smooth", None)
     hyper.update(solver="fista", metric=metric or "em", acceleration=int(acceleration))
 
-    meta = {"regularizer": regularizer, "shape": [L, M, N], "dtype": str(dtype)}
+    settings = {"regularizer": regularizer, "rank": rank if isinstance(rank, str) else
+                int(rank), "mu_sobolev": float(mu_sobolev), "k": k if isinstance(k, str)
+                else float(k), "k_range": [float(v) for v in k_range], "J2": int(J2),
+                "J1": int(J1), "adapt_iter": int(adapt_iter), "eps": float(eps),
+                "metric": metric or "em", "acceleration": bool(acceleration),
+                "dtype": str(dtype)}
+    meta = {"regularizer": regularizer, "shape": [L, M, N], "dtype": str(dtype),
+            "problem": problem_fingerprint(ds) if (checkpoint or resume) else None,
+            "settings": settings}
     if progress:
         solver.callbacks.append(ProgressBar(max_iter))
     if checkpoint is not None:
@@ -417,9 +449,10 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
     state = None
     if resume is not None:
         state, saved = load_state(os.fspath(resume))
-        if saved.get("regularizer") != regularizer or saved.get("shape") != [L, M, N]:
-            raise ProblemError(f"resume: checkpoint {resume} was written for {saved}, not for "
-                               f"regularizer={regularizer!r} on a {L}×{M}×{N} cube")
+        check_identity(os.fspath(resume), saved, meta)
+        if saved.get("shape") != [L, M, N] or (low_rank and np.shape(state.x)[0] != param.rank):
+            raise ProblemError(f"resume: checkpoint {resume} holds an iterate of shape "
+                               f"{tuple(np.shape(state.x))}, not one for this run")
         state.x = np.asarray(state.x, dtype)
         state.x_prev = np.asarray(state.x_prev, dtype)
         if zchunks is not None:
@@ -458,38 +491,105 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
     if patience is None and getattr(reg, "metric_dependent", False):
         attrs["held_patience"] = HELD_PATIENCE      # the default once the metric is held
     attrs.update(_fit_attrs(param, st.x, Xd, Yd))
-    if low_rank and trials is None and st.converged:   # (unconverged: the misfit may be that)
-        _warn_rank_misfit(attrs, int(rank))
+    if st.converged:   # (a run stopped at max_iter may not fit the counts yet)
+        _warn_fit(attrs, regularizer, int(rank) if low_rank and trials is None else None)
     if not math.isfinite(attrs["objective"]):
         attrs["objective"] = None
     out = xr.DataArray(Z, dims=("energy", "y", "x"), coords=coords, attrs=attrs, name="Z")
     if output is not None:
-        out = _dask.write_zarr(out, output)
+        out = _write_output(out, output, overwrite, checkpoint)
     return out
 
 
-def _warn_rank_misfit(attrs: dict, rank: int) -> None:
-    r"""Warn (:class:`RankWarning`) when a low-rank result leaves Y's counts unexplained.
+def _write_output(Z: xr.DataArray, output, overwrite: bool, checkpoint) -> xr.DataArray:
+    """Write the result to ``output`` (:func:`xfusion._store.write_store`) and return it
+    opened lazily; if the write fails, say where the result can be recovered."""
+    from ._dask import regular
 
-    Y's spectra are averages over its large pixels, so a subspace that cannot fit them cannot
-    fit the finer ones either: a C-statistic of Y well above its expectation under the fitted
-    model (:mod:`xfusion.goodness`) is the rank's bias, not noise. Measured at full size with
-    the default rank 10 (docs/benchmarks.md): C/E of Y 1.87–2.04 on ``realistic_1kev_rebin``
-    (where ``rank="auto"`` gains 2–3 dB NMSE), 1.12 or below on the three Gaussian
-    scenarios. A strong spatial penalty (``lrs``, ``lrw2d``) raises C too, by less (``lrw2d``
-    2.04 against ``lr`` 1.87 there). Only converged runs are judged: a run stopped at
-    ``max_iter`` may not fit the counts yet whatever the rank.
+    ds = Z.copy(data=regular(Z.data)).to_dataset(name="Z")
+    for v in ds.variables.values():
+        v.encoding = {}
+    try:
+        write_store(ds, output, "fused", overwrite=overwrite)
+    except OutputError as e:
+        where = (f"the final state is in the checkpoint {checkpoint}: resume=... from it "
+                 f"writes the result without iterating again" if checkpoint is not None else
+                 "no checkpoint was written (pass checkpoint= to keep one)")
+        err = OutputError(f"{e}; {where}")
+        err.result = None if is_dask(Z.data) else Z
+        raise err from e
+    return xr.open_zarr(os.fspath(output), consolidated=True)["Z"]
+
+
+def _check_outputs(ds, *, output, checkpoint, resume, overwrite, shape, dtype, rank) -> None:
+    """Refuse, before any work, outputs that would destroy an input or cannot be written
+    (:func:`xfusion._store.check_output`): the problem's own store, the checkpoint being
+    resumed, an existing store without ``overwrite=True``, a user's file or directory, an
+    unwritable directory or a disk without room."""
+    source = ds.encoding.get("source")
+    L, M, N = shape
+    item = np.dtype(dtype).itemsize
+    nx = (rank if isinstance(rank, int) else L) * M * N * item if rank else L * M * N * item
+    if resume is not None and not os.path.exists(os.fspath(resume)):
+        raise FileNotFoundError(f"resume: no checkpoint at {resume}")
+    if output is not None:
+        check_output(output, "output", overwrite=overwrite, kinds=("fused",),
+                     inputs={"problem's store": source, "checkpoint to resume from": resume,
+                             "checkpoint": checkpoint},
+                     nbytes=L * M * N * item)
+    if checkpoint is not None:
+        continuing = resume is not None and same_path(checkpoint, resume)
+        check_output(checkpoint, "checkpoint", overwrite=overwrite or continuing,
+                     kinds=("checkpoint",), inputs={"problem's store": source},
+                     nbytes=0 if continuing else 2 * 4 * nx)
+
+
+def _warn_fit(attrs: dict, regularizer: str, rank: int | None) -> None:
+    r"""Warn (:class:`FitWarning`) when the result does not explain either instrument's counts.
+
+    With the C-statistic :math:`C` of an instrument at the result, its expectation :math:`E`
+    and standard deviation :math:`\sigma` if the counts were Poisson draws of the fitted
+    expected counts (:mod:`xfusion.goodness`), a result is flagged when
+
+    * :math:`C > ` :data:`FIT_HIGH` :math:`E` and :math:`C - E > ` :data:`FIT_SIGMA`
+      :math:`\sigma`: the model cannot describe the counts (a too-strong regularization, a
+      too-small rank, or something the model leaves out: background, PSF wings, sources
+      outside the field);
+    * :math:`C < ` :data:`FIT_LOW` :math:`E` and :math:`E - C > ` :data:`FIT_SIGMA`
+      :math:`\sigma`: the result fits the noise (a too-weak regularization).
+
+    Both conditions are needed: on large problems σ is tiny and a few per cent of bias is many
+    σ, while the regularized results that score best on the simulated scenarios sit at C/E
+    0.69–1.26 (docs/benchmarks.md). A low-rank result with a fixed rank that misfits Y raises
+    the subclass :class:`RankWarning`, which names the rank and ``rank="auto"``.
     """
-    c, e, sd = (attrs.get(f"cstat_Y{k}") for k in ("", "_expected", "_sigma"))
-    if c is None or not e or not sd:
-        return
-    if c > RANK_MISFIT * e and c - e > 5 * sd:
-        warnings.warn(
-            f"rank {rank}: the fused cube's spectra describe Y's counts with a C-statistic "
-            f"{c / e:.2f} times its expectation ({(c - e) / sd:+.0f} sigma): Y's spectra need "
-            f"more than {rank} components (or the spatial regularization is too strong). "
-            f"rank='auto' chooses the rank from Y's counts "
-            f"(xfusion.parametrization.choose_rank)", RankWarning, stacklevel=4)
+    for inst in ("X", "Y"):
+        c, e, sd = (attrs.get(f"cstat_{inst}{k}") for k in ("", "_expected", "_sigma"))
+        if c is None or not e or not sd:
+            continue
+        z = (c - e) / sd
+        if c > FIT_HIGH * e and z > FIT_SIGMA:
+            if rank is not None and inst == "Y":
+                warnings.warn(
+                    f"rank {rank}: the fused cube's spectra describe Y's counts with a "
+                    f"C-statistic {c / e:.2f} times its expectation ({z:+.0f} sigma): Y's "
+                    f"spectra need more than {rank} components (or the spatial "
+                    f"regularization is too strong). rank='auto' chooses the rank from Y's "
+                    f"counts (xfusion.parametrization.choose_rank)", RankWarning,
+                    stacklevel=4)
+            else:
+                warnings.warn(
+                    f"{regularizer}: the fused cube does not explain {inst}'s counts: "
+                    f"C-statistic {c / e:.2f} times its expectation ({z:+.0f} sigma); the "
+                    f"regularization may be too strong, or the data hold what the model "
+                    f"leaves out (background, sources outside the field)", FitWarning,
+                    stacklevel=4)
+        elif c < FIT_LOW * e and z < -FIT_SIGMA:
+            warnings.warn(
+                f"{regularizer}: the fused cube fits {inst}'s noise: C-statistic {c / e:.2f} "
+                f"times its expectation ({z:+.0f} sigma); the regularization is too weak "
+                f"for these counts (a larger threshold k / k_range, or another regularizer)",
+                FitWarning, stacklevel=4)
 
 
 def _fit_attrs(param, x, Xd, Yd) -> dict:

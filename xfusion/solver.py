@@ -36,10 +36,7 @@ metric is held: the net change over ``HELD_WINDOW`` iterations, per iteration), 
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +49,9 @@ from .functionals import PoissonLoss, total
 from .operators.base import is_dask
 
 __all__ = ["SolverError", "SolverState", "FISTA", "ProgressBar", "Checkpointer"]
+
+# checkpoints live in their own module; these names stay importable from here
+from .checkpoint import Checkpointer, load_state, save_state  # noqa: E402,F401
 
 
 class SolverError(RuntimeError):
@@ -121,103 +121,6 @@ class ProgressBar:
             self(*self._state, force=True)  # show the final iteration
         self.stream.write("\n")
         self.stream.flush()
-
-
-class Checkpointer:
-    """Write the solver state to a Zarr store every ``every`` iterations, atomically.
-
-    The state is written to a temporary store beside ``path`` and then renamed over it, so a
-    crash mid-write leaves the previous checkpoint intact; a store is complete only once its
-    ``complete`` attribute is set (the last thing written).
-    """
-
-    def __init__(self, path: str | os.PathLike, every: int = 50, meta: dict | None = None):
-        if every < 1:
-            raise ValueError(f"checkpoint_every must be ≥ 1, got {every}")
-        self.path = os.fspath(path)
-        self.every = int(every)
-        self.meta = dict(meta or {})
-
-    def __call__(self, state: SolverState, force: bool = False) -> None:
-        if force or (state.iteration > 0 and state.iteration % self.every == 0):
-            save_state(self.path, state, self.meta)
-
-
-def save_state(path: str, state: SolverState, meta: dict | None = None) -> None:
-    """Atomically write ``state`` to the Zarr store ``path``."""
-    import json
-
-    import xarray as xr
-
-    from ._dask import regular
-
-    dims = [f"d{i}" for i in range(np.ndim(state.x))]
-    # dask arrays are written chunk by chunk (Zarr needs regular chunks)
-    ds = xr.Dataset({"x": (dims, regular(state.x)), "x_prev": (dims, regular(state.x_prev))})
-    if state.metric is not None:
-        ds["metric"] = (dims, regular(state.metric))
-    for k, v in state.reg_state.items():
-        arr = regular(v) if is_dask(v) else np.asarray(v)
-        ds[f"reg_{k}"] = ([f"reg_{k}_{i}" for i in range(arr.ndim)], arr)
-    ds.attrs.update({
-        "t": state.t, "step": state.step, "iteration": state.iteration,
-        "history": json.dumps(state.history), "steps": json.dumps(state.steps),
-        "calm": state.calm, "converged": int(state.converged),
-        "meta": json.dumps(meta or {}),
-    })
-    parent = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".ckpt-", suffix=".zarr", dir=parent)
-    try:
-        ds.to_zarr(tmp, mode="w", consolidated=True)
-        import zarr
-
-        g = zarr.open_group(tmp, mode="a")
-        g.attrs["complete"] = 1
-        try:
-            zarr.consolidate_metadata(tmp)
-        except Exception:  # noqa: BLE001 - consolidation is an optimisation only
-            pass
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-            os.rename(path, os.path.join(old, "s"))
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def load_state(path: str, chunks=None) -> tuple[SolverState, dict]:
-    """Read a checkpoint written by :func:`save_state`; refuse incomplete ones."""
-    import json
-
-    import xarray as xr
-    import zarr
-
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        complete = zarr.open_group(path, mode="r").attrs.get("complete", 0)
-    except Exception as e:  # noqa: BLE001
-        raise SolverError(f"checkpoint {path} is unreadable ({e}); not resuming from it") from e
-    if not complete:
-        raise SolverError(f"checkpoint {path} is incomplete (interrupted write); not using it")
-    ds = xr.open_zarr(path, consolidated=None, chunks=chunks)
-    if chunks is None:
-        ds = ds.load()
-    reg = {k[4:]: ds[k].values for k in ds.data_vars if k.startswith("reg_")}
-    a = ds.attrs
-    x = ds["x"].data
-    xp = ds["x_prev"].data
-    st = SolverState(x=x, x_prev=xp, t=float(a["t"]), step=float(a["step"]),
-                     iteration=int(a["iteration"]), history=json.loads(a["history"]),
-                     steps=json.loads(a["steps"]), calm=int(a["calm"]),
-                     converged=bool(a["converged"]), reg_state=reg,
-                     metric=ds["metric"].data if "metric" in ds else None)
-    return st, json.loads(a.get("meta", "{}"))
 
 
 #: sufficient-decrease constant of the EM-metric step test (see ``FISTA.run``)
