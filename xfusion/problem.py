@@ -14,11 +14,22 @@ variable       dims                                     meaning
 =============  =======================================  ===============================================
 
 Faults that raise :class:`ProblemError` (in :func:`validate`): a missing variable or exposure,
-wrong dims, spatial grids that do not line up (non-integer factor, coarse pixel centres that are
-not the means of whole groups of fine pixels), an energy grid whose factor ``L / l`` is not an
+wrong dims, an empty (size-0) axis, values that are not real numbers (bool, complex, string,
+object dtypes), spatial grids that do not line up (non-integer factor, coarse pixel centres that
+are not the means of whole groups of fine pixels), an energy grid whose factor ``L / l`` is not an
 integer, negative / non-integer / non-finite / all-zero counts, a PSF with an even size, negative
-values or a sum that differs from 1 by more than 1e-6, response columns summing above 1,
-non-positive or non-finite exposure, negative or non-finite effective area.
+or non-finite values or a sum that differs from 1 by more than 1e-6, negative or non-finite
+response, response columns summing above 1, non-positive, non-finite or non-numeric exposure,
+negative, non-finite or all-zero effective area, and negative or non-finite ``Z_true`` /
+``X_true`` / ``Y_true``. Coordinates: ``energy`` and ``energy_coarse`` must be finite, positive,
+strictly increasing, in keV (a ``units`` attribute other than ``keV``, or values above
+:data:`MAX_ENERGY_KEV`, i.e. apparently eV, are refused); ``energy_lo < energy_hi`` and each bin
+contains its centre; ``y``, ``x``, ``y_coarse``, ``x_coarse`` must be finite, strictly monotonic,
+in arcsec (a ``units`` attribute other than ``arcsec``, or a pixel smaller than
+:data:`MIN_PIXEL_ARCSEC`, i.e. apparently degrees, are refused). :func:`make_problem` also
+refuses, by name, an input whose shape does not fit X's ``(l, M, N)`` and Y's ``(L, m, n)``.
+:func:`open_problem` refuses a store with missing chunk or metadata files (:func:`check_store`),
+which would otherwise read as fill values.
 
 Faults that warn and are fixed (in :func:`make_problem` only, never silently in :func:`validate`):
 a PSF whose sum is within 1 % of 1 is renormalised (a :class:`UserWarning` says by how much);
@@ -521,6 +532,10 @@ def make_problem(
                            f"multiple of coarse size {l} (X's channels)")
     if energy_coarse is None:
         energy_coarse = energy.reshape(l, L // l).mean(axis=1)
+    energy_coarse = np.asarray(energy_coarse, dtype=float)
+    if energy_coarse.shape != (l,):
+        raise ProblemError(f"energy_coarse: expected {l} centres (X has {l} channels), got "
+                           f"{energy_coarse.shape}")
     if y is None:
         y = _centres(M, pixel_size)
     if x is None:
@@ -569,7 +584,7 @@ def make_problem(
         "energy": ("energy", energy, {"units": "keV", "long_name": "true energy (bin centre)"}),
         "energy_lo": ("energy", edges[:-1], {"units": "keV"}),
         "energy_hi": ("energy", edges[1:], {"units": "keV"}),
-        "energy_coarse": ("energy_coarse", np.asarray(energy_coarse, float),
+        "energy_coarse": ("energy_coarse", energy_coarse,
                           {"units": "keV", "long_name": "X channel centre"}),
         "y": ("y", y, {"units": "arcsec"}),
         "x": ("x", x, {"units": "arcsec"}),
