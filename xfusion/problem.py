@@ -767,7 +767,9 @@ def check_store(path: str | os.PathLike) -> None:
                                                                      else "")
             raise ProblemError(f"{name}: {len(missing)} of {len(expected)} chunk files missing "
                                f"from the store {path} ({shown}); a partial copy or failed "
-                               f"transfer, which would read as fill values")
+                               f"transfer, which would read as fill values (a store written "
+                               f"by to_zarr without write_empty_chunks=True also lacks chunks "
+                               f"of fill values only: rewrite it with xf.save_problem)")
 
 
 def open_problem(path: str | os.PathLike, chunks=None, validate_problem: bool = True) -> xr.Dataset:
