@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 
 import astropy.units as u
@@ -27,14 +28,59 @@ def fspath(path) -> str:
 
 
 def open_fits(path) -> fits.HDUList:
-    """Open a FITS file read-only, turning failures into :class:`FileFormatError`."""
+    """Open a FITS file read-only, turning failures into :class:`FileFormatError`.
+
+    Every header is read at once and the file is checked against them: a file shorter than its
+    headers say (the data of an HDU cut short) or with bytes after its last complete HDU that are
+    not padding (a header cut short) is refused as truncated or corrupt.
+    """
     path = fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        return fits.open(path, memmap=False)
-    except OSError as exc:
+        with warnings.catch_warnings():
+            # the size checks below replace astropy's truncation / extra-bytes warnings
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            warnings.filterwarnings("ignore", message=".*truncated")
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
+    except (OSError, ValueError, IndexError) as exc:
         raise FileFormatError(f"{path}: not a readable FITS file ({exc})") from None
+    try:
+        _check_size(hdul, path)
+    except BaseException:
+        hdul.close()
+        raise
+    return hdul
+
+
+def _check_size(hdul: fits.HDUList, path: str) -> None:
+    """Refuse a file whose length does not match its headers (see :func:`open_fits`)."""
+    if not len(hdul):
+        raise FileFormatError(f"{path}: not a readable FITS file (no HDU)")
+    f = hdul.fileinfo(0)["file"]
+    if getattr(f, "compression", None):
+        return  # offsets refer to the decompressed stream; astropy checks those
+    size = os.path.getsize(path)
+    end = 0
+    for i, h in enumerate(hdul):
+        info = hdul.fileinfo(i)
+        need = int(info["datLoc"]) + int(h.size)  # h.size: the data's bytes, unpadded
+        if size < need:
+            name = h.header.get("EXTNAME", "PRIMARY" if i == 0 else f"#{i}")
+            raise FileFormatError(
+                f"{path}: truncated or corrupt FITS file: HDU #{i} ({name}) needs {need} bytes "
+                f"but the file has {size}"
+            )
+        end = int(info["datLoc"]) + int(info["datSpan"])
+    if size > end:
+        with open(path, "rb") as fh:
+            fh.seek(end)
+            rest = fh.read()
+        if rest.strip(b"\0 "):
+            raise FileFormatError(
+                f"{path}: truncated or corrupt FITS file: {len(rest)} bytes after the last "
+                f"complete HDU (#{len(hdul) - 1}) are not a complete HDU"
+            )
 
 
 def hdu_names(hdul: fits.HDUList) -> list[str]:
@@ -146,17 +192,40 @@ def check_edges(lo, hi, path: str, what: str) -> None:
         raise FileFormatError(f"{path}: {what} bins do not increase")
 
 
+def _umask() -> int:
+    """The process umask (read without changing it where ``/proc`` allows)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(hdul: fits.HDUList, path, overwrite: bool) -> str:
-    """Write ``hdul`` to a temporary file in the target directory, then ``os.replace`` it."""
+    """Write ``hdul`` to a temporary file in the target directory, then ``os.replace`` it.
+
+    The file gets the permissions an ordinary ``open(path, 'w')`` would give it: those of the
+    file it replaces, else ``0o666`` less the process umask (``0o644`` with umask ``022``).
+    """
     path = fspath(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fits", dir=parent)
     os.close(fd)
     try:
         hdul.writeto(tmp, overwrite=True, checksum=True)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -52,6 +52,8 @@ __all__ = [
     "RESOLVE_CHANNEL_WIDTH",
     "EPIC_SKY_PIXEL",
     "FLAG_ALL",
+    "SKY_NULL",
+    "MAX_AUTO_VOXELS",
 ]
 
 #: EPIC sky pixel (``X``, ``Y`` columns) in arcsec.
@@ -82,6 +84,19 @@ RESOLVE_PIXEL_MAP = np.array([
 
 _EXPOSURE_KEYS = ("EXPOSURE", "LIVETIME", "ONTIME")
 
+#: Conventional null value of integer sky-coordinate columns (``X``, ``Y``): the SAS writes it
+#: for events without a sky position. Such events are left out like those equal to ``TNULLn``.
+SKY_NULL = -99999999
+#: The default EPIC / generic grid (no ``shape``, no ``wcs``) leaves out events farther from the
+#: image centre than ``FIELD_FACTOR`` times the radius holding ``FIELD_QUANTILE`` of the events
+#: (plus one pixel), when there are at least ``FIELD_MIN_EVENTS`` of them.
+FIELD_FACTOR = 2.0
+FIELD_QUANTILE = 0.99
+FIELD_MIN_EVENTS = 100
+#: Largest default cube (energies × pixels) :func:`read_events` builds on its own (2**27
+#: voxels, 1 GiB of int64 counts); a larger one needs an explicit ``shape=`` or ``wcs=``.
+MAX_AUTO_VOXELS = 2**27
+
 
 def detect_instrument(header) -> str:
     """``'epic'``, ``'resolve'`` or ``'generic'`` from ``TELESCOP``/``INSTRUME``."""
@@ -94,17 +109,41 @@ def detect_instrument(header) -> str:
     return "generic"
 
 
+def _positive_exposure(path: str, key: str, value, where: str) -> float:
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        t = np.nan
+    if not (np.isfinite(t) and t > 0):
+        raise FileFormatError(f"{path}: {key} = {value!r} in the {where} header is not a positive "
+                              f"exposure; pass exposure= (seconds)")
+    return t
+
+
 def _exposure(path: str, headers, exposure: float | None) -> tuple[float, str]:
+    """Exposure (s) and the keyword it came from; ``headers`` are ``(name, header)`` pairs."""
     if exposure is not None:
-        return float(exposure), "user"
+        return _positive_exposure(path, "exposure=", exposure, "argument"), "user"
     for key in _EXPOSURE_KEYS:
-        for h in headers:
-            if h is not None and key in h and float(h[key]) > 0:
-                return float(h[key]), key
+        for where, h in headers:
+            if h is not None and key in h:
+                return _positive_exposure(path, key, h[key], where), key
     # EPIC: per-CCD LIVETInn / ONTIMEnn keywords; take the largest (the aim-point CCD)
     for pat in (r"LIVETI\d\d", r"ONTIME\d\d"):
-        vals = [(k, float(v)) for h in headers if h is not None for k, v in h.items()
-                if re.fullmatch(pat, k) and float(v) > 0]
+        found = [(k, v) for _, h in headers if h is not None for k, v in h.items()
+                 if re.fullmatch(pat, k)]
+        vals = []
+        for k, v in found:
+            try:
+                if np.isfinite(float(v)) and float(v) > 0:
+                    vals.append((k, float(v)))
+            except (TypeError, ValueError):
+                pass
+        if found and not vals:
+            raise FileFormatError(
+                f"{path}: no positive exposure in the per-CCD keywords "
+                f"({', '.join(f'{k} = {v!r}' for k, v in found)}); pass exposure= (seconds)"
+            )
         if vals:
             k, v = max(vals, key=lambda kv: kv[1])
             return v, k
@@ -112,6 +151,35 @@ def _exposure(path: str, headers, exposure: float | None) -> tuple[float, str]:
         f"{path}: no exposure keyword ({', '.join(_EXPOSURE_KEYS)}, LIVETInn or ONTIMEnn) in the "
         f"EVENTS or primary header; pass exposure= (seconds)"
     )
+
+
+def _invalid(hdu: fits.BinTableHDU, col: str, values, sky: bool) -> list[tuple[str, np.ndarray]]:
+    """``(reason, mask)`` for each kind of unusable value found in column ``col``.
+
+    NaN/infinite values (float columns), the column's ``TNULLn`` (integer columns) and, for sky
+    coordinates (``sky=True``), the conventional null :data:`SKY_NULL` and values outside
+    ``TLMINn``..``TLMAXn``.
+    """
+    n = column_index(hdu, col)
+    h = hdu.header
+    v = np.asarray(values)
+    out = []
+    if v.dtype.kind == "f":
+        out.append(("NaN or infinite", ~np.isfinite(v)))
+    tnull = h.get(f"TNULL{n}")
+    if tnull is not None and v.dtype.kind in "iu":
+        out.append((f"null (TNULL{n} = {tnull})", v == int(tnull)))
+    if sky:
+        if tnull is None or int(tnull) != SKY_NULL:
+            out.append((f"null ({SKY_NULL})", v == SKY_NULL))
+        with np.errstate(invalid="ignore"):
+            for key, op in ((f"TLMIN{n}", np.less), (f"TLMAX{n}", np.greater)):
+                lim = h.get(key)
+                if lim is not None:
+                    word = "below" if key.startswith("TLMIN") else "above"
+                    m = op(v, float(lim)) & (v != SKY_NULL)
+                    out.append((f"{word} {key} = {lim}", m))
+    return [(r, m) for r, m in out if m.any()]
 
 
 def _column_wcs(hdu: fits.BinTableHDU, xcol: str, ycol: str, path: str) -> WCS:
@@ -182,6 +250,18 @@ def _cube(counts: np.ndarray, edges: np.ndarray, w: WCS, shape, step: float, att
     return xr.DataArray(counts, dims=("energy", "y", "x"), coords=coords, attrs=attrs, name=name)
 
 
+def _outside_field(r: np.ndarray) -> np.ndarray:
+    """Events far outside the field: ``r`` (pixels from the centre) beyond ``FIELD_FACTOR``
+    times the ``FIELD_QUANTILE`` radius plus one pixel (or not finite)."""
+    far = ~np.isfinite(r)
+    good = np.sort(r[~far])
+    if good.size >= FIELD_MIN_EVENTS:
+        bulk = good[int(np.ceil(FIELD_QUANTILE * good.size)) - 1]
+        with np.errstate(invalid="ignore"):
+            far |= r > FIELD_FACTOR * bulk + 1.0
+    return far
+
+
 def _bin(iy: np.ndarray, ix: np.ndarray, ie: np.ndarray, shape3) -> np.ndarray:
     L, ny, nx = shape3
     flat = (ie * ny + iy) * nx + ix
@@ -228,7 +308,13 @@ def read_events(
         Resolve: pixel pitch for a WCS built from ``RA_NOM``/``DEC_NOM``/``PA_NOM`` (default
         :data:`RESOLVE_PIXEL_PITCH`).
     shape : (ny, nx), optional
-        EPIC / generic image shape. Default: the smallest odd square holding every selected event.
+        EPIC / generic image shape. Default: the smallest odd square about ``centre`` holding
+        every selected event of the field. With :data:`FIELD_MIN_EVENTS` (100) or more selected
+        events, those farther from the centre than :data:`FIELD_FACTOR` (2) times the radius
+        holding :data:`FIELD_QUANTILE` (99 %) of them, plus one pixel, are taken as lying far
+        outside the field (a stray event degrees away): they are left out of the default grid
+        with a warning that counts them (``attrs['n_outside_field']``). A default grid above
+        :data:`MAX_AUTO_VOXELS` voxels is refused. Pass ``shape`` or ``wcs`` to choose the grid.
     centre : (ra, dec) deg, optional
         EPIC / generic image centre (tangent point of a north-up TAN grid). Default: the event
         WCS reference point (``REFXCRVL``, ``REFYCRVL``).
@@ -274,8 +360,19 @@ def read_events(
     Raises
     ------
     FileFormatError
-        Missing extension or column, wrong units, no sky WCS, no exposure, an empty event list,
-        or no event left after selection (the message gives the count after each cut).
+        A truncated or corrupt file, missing extension or column, wrong units, no sky WCS, no
+        exposure or an exposure keyword that is zero, negative or not a number, an empty event
+        list, no event left after selection (the message gives the count after each cut), or a
+        default grid above :data:`MAX_AUTO_VOXELS`.
+
+    Warns
+    -----
+    UserWarning
+        When events with invalid values are left out: NaN or infinite positions or energies,
+        positions or energies equal to the column's ``TNULLn``, sky positions equal to
+        :data:`SKY_NULL` or outside ``TLMINn``..``TLMAXn`` (the message counts them by cause;
+        ``attrs['n_invalid']`` holds their number), and when the default grid leaves out events
+        far outside the field (see ``shape``).
     """
     path = fspath(path)
     edges = _edges(energy_edges)
@@ -290,7 +387,7 @@ def read_events(
         n_all = 0 if hdu.data is None else len(hdu.data)
         if n_all == 0:
             raise FileFormatError(f"{path}: the event list {hdu.name!r} is empty (no events)")
-        t_exp, exp_key = _exposure(path, (h, prim), exposure)
+        t_exp, exp_key = _exposure(path, ((hdu.name, h), ("primary", prim)), exposure)
         meta = {
             "telescope": str(h.get("TELESCOP", prim.get("TELESCOP", ""))),
             "instrument": str(h.get("INSTRUME", prim.get("INSTRUME", ""))),
@@ -299,8 +396,23 @@ def read_events(
         }
         ecol = "PI" if layout in ("epic", "resolve") else energy_col
         energy = _energy_keV(hdu, ecol, path, layout, energy_unit)
-        keep = np.ones(n_all, bool)
-        cuts = []
+        sky_cols = {"epic": ("X", "Y"), "generic": (x_col, y_col), "resolve": ()}[layout]
+        checked = [(c, True) for c in sky_cols] + [(ecol, False)]
+        if layout == "resolve":
+            checked.insert(0, ("PIXEL", False))
+        bad = np.zeros(n_all, bool)
+        reasons = []
+        for col, is_sky in checked:
+            for why, m in _invalid(hdu, col, column(hdu, col, path), is_sky):
+                reasons.append(f"{int(m.sum())} with {col} {why}")
+                bad |= m
+        bad |= ~np.isfinite(energy)
+        keep = ~bad
+        cuts = [(f"valid {', '.join(c for c, _ in checked)}", int(keep.sum()))]
+        meta["n_invalid"] = int(bad.sum())
+        if bad.any():
+            warnings.warn(f"{path}: {int(bad.sum())} of {n_all} events left out for invalid "
+                          f"values ({'; '.join(reasons)})", UserWarning, stacklevel=2)
         if layout == "epic":
             ins = meta["instrument"].upper()
             if pattern_max == "default":
@@ -314,14 +426,14 @@ def read_events(
                 cuts.append(("FLAG==0" if flag_mask == FLAG_ALL else f"FLAG&{flag_mask:#x}==0",
                              int(keep.sum())))
         if layout == "resolve":
-            pix = np.asarray(column(hdu, "PIXEL", path)).astype(int)
+            pix = np.where(keep, np.asarray(column(hdu, "PIXEL", path)), 0).astype(int)
             if itype is not None:
                 keep &= np.isin(np.asarray(column(hdu, "ITYPE", path)).astype(int), list(itype))
                 cuts.append((f"ITYPE in {tuple(itype)}", int(keep.sum())))
             if len(exclude_pixels):
                 keep &= ~np.isin(pix, list(exclude_pixels))
                 cuts.append((f"PIXEL not in {tuple(exclude_pixels)}", int(keep.sum())))
-        ie = np.searchsorted(edges, energy, side="right") - 1
+        ie = np.searchsorted(edges, np.where(keep, energy, -np.inf), side="right") - 1
         keep &= (ie >= 0) & (ie < edges.size - 1)
         cuts.append((f"{edges[0]:g} <= E < {edges[-1]:g} keV", int(keep.sum())))
         if not keep.any():
@@ -329,7 +441,7 @@ def read_events(
                 f"{path}: no events left after selection ("
                 + ", ".join(f"{c}: {n}" for c, n in cuts) + f", of {n_all})"
             )
-        meta["selection"] = "; ".join(c for c, _ in cuts)
+        meta["selection"] = "; ".join(c for c, _ in cuts[1:])  # cuts[0]: valid values
         meta["n_selected"] = int(keep.sum())
 
         if layout == "resolve":
@@ -355,8 +467,32 @@ def read_events(
         if shape is None:
             probe = make_wcs(c, pixel_size, (1, 1))
             px, py = probe.wcs_world2pix(lon, lat, 0)
-            half = int(np.ceil(max(np.abs(px).max(), np.abs(py).max()) + 0.5))
+            r = np.maximum(np.abs(px), np.abs(py))
+            far = _outside_field(r)
+            meta["n_outside_field"] = int(far.sum())
+            if far.all():
+                raise FileFormatError(f"{path}: none of the {r.size} selected events can be "
+                                      f"placed on a grid centred on {tuple(c)}; pass centre= "
+                                      f"or wcs=")
+            if far.any():
+                with np.errstate(invalid="ignore"):
+                    lim = float(r[~far].max())
+                    r_far = np.where(np.isfinite(r), r, np.inf)[far].max() * pixel_size
+                warnings.warn(
+                    f"{path}: {int(far.sum())} of {r.size} selected events lie far outside the "
+                    f"field (the other events lie within {lim * pixel_size / 60:.3g}′ of the image "
+                    f"centre, these out to {r_far / 3600:.3g}°) and are left out of the default "
+                    f"grid; pass shape= or wcs= to bin them", UserWarning, stacklevel=2)
+                lon, lat, ie, r = lon[~far], lat[~far], ie[~far], r[~far]
+            half = int(np.ceil(r.max() + 0.5))
             shape = (2 * half + 1, 2 * half + 1)
+            voxels = (edges.size - 1) * shape[0] * shape[1]
+            if voxels > MAX_AUTO_VOXELS:
+                raise FileFormatError(
+                    f"{path}: the default grid ({shape[0]}×{shape[1]} pixels of {pixel_size:g}″ "
+                    f"× {edges.size - 1} energies, {voxels * 8 / 2**30:.3g} GiB) exceeds "
+                    f"MAX_AUTO_VOXELS = {MAX_AUTO_VOXELS}; pass shape= or wcs= for an explicit "
+                    f"grid, or a larger pixel_size")
         tw = make_wcs(c, pixel_size, shape)
     ny, nx = (int(s) for s in shape)
     px, py = tw.wcs_world2pix(lon, lat, 0)
@@ -426,6 +562,22 @@ def _resolve_cube(path, h, prim, pix, ie, edges, meta, wcs, pixel_size, pixel_ma
 
 
 # ------------------------------------------------------------------------------------ writing
+def _ints(a, dtype, name: str) -> np.ndarray:
+    """``a`` as ``dtype``, refusing values that are not integers or that the type cannot hold."""
+    a = np.asarray(a)
+    info = np.iinfo(dtype)
+    if a.size:
+        if a.dtype.kind == "f" and not (np.isfinite(a).all() and (a == np.round(a)).all()):
+            raise ValueError(f"{name} has values that are not integers")
+        if a.dtype.kind not in "fiub":
+            raise ValueError(f"{name} has dtype {a.dtype}, not integers")
+        lo, hi = a.min(), a.max()
+        if lo < info.min or hi > info.max:
+            raise ValueError(f"{name} has values {lo}..{hi}, outside the {np.dtype(dtype).name} "
+                             f"range {info.min}..{info.max} of its column")
+    return a.astype(dtype)
+
+
 def write_events(
     path,
     instrument: str,
@@ -455,8 +607,9 @@ def write_events(
     instrument : {'epic', 'resolve', 'generic'}
         Layout.
     energy : array_like (n,)
-        Photon energies in keV (EPIC: ``PI = floor(1000 E)`` eV; Resolve:
-        ``PI = floor(E / 0.0005)``).
+        Photon energies in keV (EPIC: ``PI = floor(1000 E)`` eV, written as 16-bit integers,
+        or 32-bit when some ``PI`` exceeds 32767 eV; Resolve: ``PI = floor(E / 0.0005)``, 32-bit).
+        Values that a column cannot hold (NaN, out of range) are refused, never wrapped.
     ra, dec : array_like (n,)
         EPIC: sky positions (deg), written as ``X``, ``Y`` in 0.05″ units on a TAN projection
         about ``pointing``.
@@ -484,24 +637,47 @@ def write_events(
     -------
     str
         The path written.
+
+    Raises
+    ------
+    ValueError
+        Arrays of another length than ``energy``, NaN or infinite energies or positions, and
+        values their column cannot hold (e.g. ``pixel`` above 255, non-integer ``pattern``).
     """
     instrument = instrument.lower()
     cols: list[fits.Column] = []
     hdr: dict = {}
     n = None
 
-    def arr(v, default, dtype):
-        return np.full(n, default, dtype) if v is None else np.asarray(v).astype(dtype)
+    def arr(v, default, dtype, name):
+        if v is None:
+            return np.full(n, default, dtype)
+        a = np.asarray(v)
+        if a.shape != (n,):
+            raise ValueError(f"{name} has shape {a.shape}; expected ({n},) like energy")
+        if np.dtype(dtype).kind == "f":
+            return a.astype(dtype)
+        return _ints(a, dtype, name)
 
     if instrument in ("epic", "resolve"):
         if energy is None:
             raise ValueError("energy= (keV) is required")
         energy = np.asarray(energy, float)
+        if energy.ndim != 1:
+            raise ValueError(f"energy must be 1-D, got shape {energy.shape}")
         n = energy.size
+        if not np.isfinite(energy).all():
+            raise ValueError(f"energy has {int((~np.isfinite(energy)).sum())} NaN or infinite "
+                             f"values")
     if instrument == "epic":
         if ra is None or dec is None:
             raise ValueError("EPIC events need ra= and dec= (deg)")
         ra, dec = np.asarray(ra, float), np.asarray(dec, float)
+        if ra.shape != (n,) or dec.shape != (n,):
+            raise ValueError(f"ra, dec have shapes {ra.shape}, {dec.shape}; expected ({n},) like "
+                             f"energy")
+        if not (np.isfinite(ra).all() and np.isfinite(dec).all()):
+            raise ValueError("ra, dec have NaN or infinite values")
         if pointing is None:
             pointing = (float(np.mean(ra)), float(np.mean(dec))) if n else (0.0, 0.0)
         w = WCS(naxis=2)
@@ -510,13 +686,19 @@ def write_events(
         w.wcs.crval = [float(pointing[0]), float(pointing[1])]
         w.wcs.cdelt = [-EPIC_SKY_PIXEL / 3600, EPIC_SKY_PIXEL / 3600]
         x, y = w.wcs_world2pix(ra, dec, 1)
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise ValueError("some ra, dec cannot be projected about the pointing (more than "
+                             "90° away)")
+        pi = np.floor(energy * 1000)
+        pi_type = np.int16 if n == 0 or np.abs(pi).max() <= np.iinfo(np.int16).max else np.int32
         cols = [
-            fits.Column("TIME", "D", unit="s", array=arr(time, 0.0, float)),
-            fits.Column("X", "J", array=np.round(x).astype(np.int32)),
-            fits.Column("Y", "J", array=np.round(y).astype(np.int32)),
-            fits.Column("PI", "I", unit="eV", array=np.floor(energy * 1000).astype(np.int16)),
-            fits.Column("PATTERN", "B", array=arr(pattern, 0, np.uint8)),
-            fits.Column("FLAG", "J", array=arr(flag, 0, np.int32)),
+            fits.Column("TIME", "D", unit="s", array=arr(time, 0.0, float, "time")),
+            fits.Column("X", "J", array=_ints(np.round(x), np.int32, "X (from ra)")),
+            fits.Column("Y", "J", array=_ints(np.round(y), np.int32, "Y (from dec)")),
+            fits.Column("PI", "I" if pi_type == np.int16 else "J", unit="eV",
+                        array=_ints(pi, pi_type, "PI (from energy)")),
+            fits.Column("PATTERN", "B", array=arr(pattern, 0, np.uint8, "pattern")),
+            fits.Column("FLAG", "J", array=arr(flag, 0, np.int32, "flag")),
         ]
         for i, c in ((2, "X"), (3, "Y")):
             ref = "REFX" if c == "X" else "REFY"
@@ -533,11 +715,12 @@ def write_events(
         if pointing is None:
             raise ValueError("Resolve events need pointing=(ra, dec) for RA_NOM/DEC_NOM")
         cols = [
-            fits.Column("TIME", "D", unit="s", array=arr(time, 0.0, float)),
-            fits.Column("PIXEL", "B", array=arr(pixel, 0, np.uint8)),
+            fits.Column("TIME", "D", unit="s", array=arr(time, 0.0, float, "time")),
+            fits.Column("PIXEL", "B", array=arr(pixel, 0, np.uint8, "pixel")),
             fits.Column("PI", "J", unit="chan",
-                        array=np.floor(energy / RESOLVE_CHANNEL_WIDTH).astype(np.int32)),
-            fits.Column("ITYPE", "B", array=arr(itype, 0, np.uint8)),
+                        array=_ints(np.floor(energy / RESOLVE_CHANNEL_WIDTH), np.int32,
+                                    "PI (from energy)")),
+            fits.Column("ITYPE", "B", array=arr(itype, 0, np.uint8, "itype")),
         ]
         hdr.update({"TELESCOP": "XRISM", "INSTRUME": detector or "RESOLVE",
                     "RA_NOM": float(pointing[0]), "DEC_NOM": float(pointing[1]),

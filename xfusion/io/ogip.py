@@ -44,6 +44,9 @@ __all__ = ["read_arf", "write_arf", "read_rmf", "write_rmf", "rmf_extensions"]
 MATRIX_NAMES = ("MATRIX", "SPECRESP MATRIX")
 #: Column sums of a redistribution matrix above this are taken to include an effective area.
 AREA_SUM_THRESHOLD = 1.01
+#: Negative RMF entries no larger in size than this fraction of the matrix's largest entry are
+#: rounding noise: :func:`read_rmf` sets them to 0 with a warning. Larger ones are refused.
+RMF_NEGATIVE_TOLERANCE = 1e-3
 
 
 def _energy_coords(lo: np.ndarray, hi: np.ndarray, dim: str = "energy_true") -> dict:
@@ -83,8 +86,9 @@ def read_arf(path) -> xr.DataArray:
     Raises
     ------
     FileFormatError
-        Missing extension or column, units that are not energy / area, bins that do not
-        increase, negative or non-finite areas.
+        A truncated or corrupt file, missing extension or column, units that are not energy /
+        area, bins that do not increase, negative or non-finite areas (the message counts them
+        and gives the first energy).
 
     Notes
     -----
@@ -102,10 +106,16 @@ def read_arf(path) -> xr.DataArray:
                        "cm2", path, "column SPECRESP")
         meta = _meta(hdu.header, path)
     check_edges(lo, hi, path, "SPECRESP (ENERG_LO, ENERG_HI)")
-    if not np.isfinite(area).all():
-        raise FileFormatError(f"{path}: SPECRESP has non-finite effective areas")
+    bad = ~np.isfinite(area)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise FileFormatError(f"{path}: column SPECRESP has {int(bad.sum())} non-finite effective "
+                              f"areas (the first at {lo[i]:.6g}–{hi[i]:.6g} keV)")
     if (area < 0).any():
-        raise FileFormatError(f"{path}: SPECRESP has negative effective areas (min {area.min()})")
+        i = int(np.argmin(area))
+        raise FileFormatError(f"{path}: column SPECRESP has {int((area < 0).sum())} negative "
+                              f"effective areas (min {area[i]:.6g} cm2 at {lo[i]:.6g}–{hi[i]:.6g} "
+                              f"keV)")
     return xr.DataArray(area, dims=("energy_true",), coords=_energy_coords(lo, hi),
                         name="specresp", attrs={"units": "cm2", **meta})
 
@@ -218,6 +228,20 @@ def _as_rows(col, n_rows: int, name: str, path: str) -> list[np.ndarray]:
     raise FileFormatError(f"{path}: column {name} has an unreadable layout")
 
 
+def _integers(values, name: str, path: str, ext: str, row: int | None = None) -> np.ndarray:
+    """``values`` as int, refusing NaN, non-integer and negative values by name."""
+    v = np.asarray(values)
+    where = f"{ext} column {name}" + ("" if row is None else f" row {row}")
+    if v.dtype.kind == "f" and not (np.isfinite(v).all() and (v == np.round(v)).all()):
+        raise FileFormatError(f"{path}: {where} has values that are not integers (NaN or "
+                              f"fractional)")
+    if v.dtype.kind not in "fiub":
+        raise FileFormatError(f"{path}: {where} has dtype {v.dtype}, not integers")
+    if v.size and v.min() < 0:
+        raise FileFormatError(f"{path}: {where} has negative values (min {v.min()})")
+    return v.astype(np.int64)
+
+
 def read_rmf(path, extension=None, dtype=np.float64) -> xr.DataArray:
     """Read an OGIP redistribution matrix as a dense (energy_true, channel) DataArray.
 
@@ -247,8 +271,18 @@ def read_rmf(path, extension=None, dtype=np.float64) -> xr.DataArray:
     Raises
     ------
     FileFormatError
-        No matrix or ``EBOUNDS`` extension, missing columns, wrong units, a group that runs past
-        the last channel, inconsistent channel counts.
+        A truncated or corrupt file, no matrix or ``EBOUNDS`` extension, missing columns, wrong
+        units, NaN or infinite matrix values or channel bounds, ``E_MAX < E_MIN``, negative or
+        non-integer ``N_GRP``/``F_CHAN``/``N_CHAN``, a group that runs past the last channel,
+        inconsistent channel counts, or negative matrix values beyond
+        :data:`RMF_NEGATIVE_TOLERANCE` of the largest value.
+
+    Warns
+    -----
+    UserWarning
+        Negative matrix values no larger in size than :data:`RMF_NEGATIVE_TOLERANCE` times the
+        largest value (rounding noise): they are set to 0; the message names the file, counts
+        them and gives the most negative.
 
     Notes
     -----
@@ -270,16 +304,27 @@ def read_rmf(path, extension=None, dtype=np.float64) -> xr.DataArray:
         hi = to_unit(column(hdu, "ENERG_HI", path), column_unit(hdu, "ENERG_HI"), "keV", "keV",
                      path, f"{hdu.name} column ENERG_HI")
         check_edges(lo, hi, path, f"{hdu.name} (ENERG_LO, ENERG_HI)")
-        n_grp = np.asarray(column(hdu, "N_GRP", path)).astype(int).ravel()
+        n_grp = _integers(column(hdu, "N_GRP", path), "N_GRP", path, hdu.name).ravel()
         f_chan = _as_rows(column(hdu, "F_CHAN", path), n_rows, "F_CHAN", path)
         n_chan = _as_rows(column(hdu, "N_CHAN", path), n_rows, "N_CHAN", path)
         mat = _as_rows(column(hdu, "MATRIX", path), n_rows, "MATRIX", path)
 
-        ch = np.asarray(column(eb, "CHANNEL", path)).astype(int)
+        ch = np.asarray(column(eb, "CHANNEL", path))
+        if ch.dtype.kind == "f" and not np.isfinite(ch).all():
+            raise FileFormatError(f"{path}: EBOUNDS column CHANNEL has NaN values")
+        ch = ch.astype(int)
         e_min = to_unit(column(eb, "E_MIN", path), column_unit(eb, "E_MIN"), "keV", "keV", path,
                         "EBOUNDS column E_MIN")
         e_max = to_unit(column(eb, "E_MAX", path), column_unit(eb, "E_MAX"), "keV", "keV", path,
                         "EBOUNDS column E_MAX")
+        bad = ~(np.isfinite(e_min) & np.isfinite(e_max))
+        if bad.any():
+            raise FileFormatError(f"{path}: EBOUNDS columns E_MIN/E_MAX have {int(bad.sum())} "
+                                  f"non-finite values (first at channel {ch[np.argmax(bad)]})")
+        if (e_max < e_min).any():
+            k = int(np.argmax(e_max < e_min))
+            raise FileFormatError(f"{path}: EBOUNDS channel {ch[k]} has E_MAX {e_max[k]:.6g} < "
+                                  f"E_MIN {e_min[k]:.6g} keV")
         detchans = int(h.get("DETCHANS", len(ch)))
         if len(ch) != detchans:
             raise FileFormatError(f"{path}: EBOUNDS has {len(ch)} channels but {hdu.name} "
@@ -303,7 +348,9 @@ def read_rmf(path, extension=None, dtype=np.float64) -> xr.DataArray:
         g = n_grp[i]
         if g <= 0:
             continue
-        fc, nc, m = f_chan[i], n_chan[i], mat[i]
+        fc = _integers(f_chan[i], "F_CHAN", path, ext, i)
+        nc = _integers(n_chan[i], "N_CHAN", path, ext, i)
+        m = mat[i]
         if len(fc) < g or len(nc) < g:
             raise FileFormatError(f"{path}: {ext} row {i} has N_GRP = {g} but only {len(fc)} "
                                   f"F_CHAN / {len(nc)} N_CHAN entries")
@@ -320,8 +367,22 @@ def read_rmf(path, extension=None, dtype=np.float64) -> xr.DataArray:
                                       f"than its groups need")
             dense[i, start:start + n] = m[pos:pos + n]
             pos += n
-    if not np.isfinite(dense).all():
-        raise FileFormatError(f"{path}: {ext} has non-finite matrix values")
+    bad = ~np.isfinite(dense)
+    if bad.any():
+        raise FileFormatError(f"{path}: {ext} column MATRIX has {int(bad.sum())} NaN or infinite "
+                              f"values (the first in row {int(np.argmax(bad.any(axis=1)))})")
+    neg = dense < 0
+    if neg.any():
+        worst, peak = float(dense.min()), float(np.abs(dense).max())
+        what = (f"{ext} column MATRIX has {int(neg.sum())} negative values (the most negative "
+                f"{worst:.3g}, the largest value {peak:.3g})")
+        if -worst > RMF_NEGATIVE_TOLERANCE * peak:
+            raise FileFormatError(f"{path}: {what}, beyond RMF_NEGATIVE_TOLERANCE = "
+                                  f"{RMF_NEGATIVE_TOLERANCE:g} of the largest value")
+        warnings.warn(f"{path}: {what}, within RMF_NEGATIVE_TOLERANCE = "
+                      f"{RMF_NEGATIVE_TOLERANCE:g} of the largest value; set to 0",
+                      UserWarning, stacklevel=2)
+        dense[neg] = 0
     sums = dense.sum(axis=1)
     includes_area = hduclas3 == "FULL" or bool(sums.max() > AREA_SUM_THRESHOLD)
     coords = _energy_coords(lo, hi)
