@@ -8,7 +8,9 @@ with the right counts and a result that leaves out exactly the bad values.
 
 from __future__ import annotations
 
+import gzip
 import os
+import pathlib
 import re
 import stat
 import warnings
@@ -380,6 +382,11 @@ CASES = [
     # ------------------------------------------------------------------------------ ARF
     Case("arf-truncated", lambda d: cut_in_data(arf(d), "SPECRESP"), xf.io.read_arf, E,
          r"truncated or corrupt FITS file: HDU #1 \(SPECRESP\)"),
+    Case("arf-gzip-truncated", lambda d: _gzip(arf(d), keep=0.6), xf.io.read_arf, E,
+         "truncated or corrupt gzip file"),
+    Case("arf-gzip-good", lambda d: _gzip(arf(d)), xf.io.read_arf, None, None,
+         lambda a: np.testing.assert_allclose(a.values, 100 + 10 * np.linspace(0.3, 9.0, 30),
+                                              rtol=1e-6)),
     Case("arf-missing-SPECRESP", lambda d: rebuild(arf(d), "SPECRESP", drop=("SPECRESP",)),
          xf.io.read_arf, E, "no column 'SPECRESP'"),
     Case("arf-missing-ENERG_LO", lambda d: rebuild(arf(d), "SPECRESP", drop=("ENERG_LO",)),
@@ -465,6 +472,14 @@ CASES = [
 ]
 
 
+def _gzip(p, keep=1.0):
+    with open(p, "rb") as f:
+        data = gzip.compress(f.read())
+    out = pathlib.Path(str(p) + ".gz")
+    out.write_bytes(data[:int(len(data) * keep)])
+    return out
+
+
 def _psf_with(d, value):
     y, x = np.mgrid[-10:11, -10:11]
     img = np.exp(-0.5 * (x**2 + y**2) / 9.0)
@@ -488,7 +503,8 @@ def test_the_table_is_large_and_ids_are_unique():
 def test_bad_input(tmp_path, case):
     p = case.make(tmp_path)
     if case.error is not None:
-        with pytest.raises(case.error, match=case.match) as exc:
+        with pytest.raises(case.error, match=case.match) as exc, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # e.g. the count of invalid events
             case.read(p)
         assert str(p) in str(exc.value), "the message must name the file"
         assert "\n" not in str(exc.value)

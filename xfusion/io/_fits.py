@@ -6,6 +6,8 @@ so a user who hands us a wrong file learns which one and why.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import os
 import tempfile
 import warnings
@@ -57,10 +59,21 @@ def _check_size(hdul: fits.HDUList, path: str) -> None:
     """Refuse a file whose length does not match its headers (see :func:`open_fits`)."""
     if not len(hdul):
         raise FileFormatError(f"{path}: not a readable FITS file (no HDU)")
-    f = hdul.fileinfo(0)["file"]
-    if getattr(f, "compression", None):
-        return  # offsets refer to the decompressed stream; astropy checks those
-    size = os.path.getsize(path)
+    compression = getattr(hdul.fileinfo(0)["file"], "compression", None)
+    opener = {None: open, "gzip": gzip.open, "bzip2": bz2.open}.get(compression)
+    if opener is None:
+        return  # another compression: astropy's own checks only
+    if compression is None:
+        size = os.path.getsize(path)
+    else:  # offsets refer to the decompressed stream
+        size = 0
+        try:
+            with opener(path, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    size += len(chunk)
+        except (EOFError, OSError) as exc:
+            raise FileFormatError(f"{path}: truncated or corrupt {compression} file ({exc})"
+                                  ) from None
     end = 0
     for i, h in enumerate(hdul):
         info = hdul.fileinfo(i)
@@ -73,7 +86,7 @@ def _check_size(hdul: fits.HDUList, path: str) -> None:
             )
         end = int(info["datLoc"]) + int(info["datSpan"])
     if size > end:
-        with open(path, "rb") as fh:
+        with opener(path, "rb") as fh:
             fh.seek(end)
             rest = fh.read()
         if rest.strip(b"\0 "):
