@@ -167,6 +167,8 @@ def _invalid(hdu: fits.BinTableHDU, col: str, values, sky: bool) -> list[tuple[s
     if v.dtype.kind == "f":
         out.append(("NaN or infinite", ~np.isfinite(v)))
     tnull = h.get(f"TNULL{n}")
+    if tnull is not None and not isinstance(tnull, (int, np.integer)):
+        tnull = None  # FITS allows TNULLn on integer columns only; a float one has no meaning
     if tnull is not None and v.dtype.kind in "iu":
         out.append((f"null (TNULL{n} = {tnull})", v == int(tnull)))
     if sky:
