@@ -8,7 +8,7 @@
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.hifred)
 from . import kernels, operators, testing
-from ._store import OutputError
+from ._store import OutputError, OutputExistsError
 from .checkpoint import CheckpointError
 from .fusion import FitWarning, RankWarning, fuse
 from .model import forward, forward_model
@@ -26,8 +26,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ProblemError", "make_problem", "validate", "open_problem", "save_problem",
-    "rebin_factors", "fuse", "RankWarning", "FitWarning", "OutputError", "OptionError",
-    "CheckpointError", "forward", "forward_model", "kernels", "operators", "testing",
+    "rebin_factors", "fuse", "RankWarning", "FitWarning", "OutputError", "OutputExistsError",
+    "OptionError", "CheckpointError", "forward", "forward_model", "kernels", "operators", "testing",
 ]
 
 

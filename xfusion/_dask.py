@@ -6,21 +6,19 @@
   reads from its neighbours, with a zero boundary whose adjoint is exact). The starlet's own halo
   (``2(2^J - 1)``, mirror boundary) is handled by :mod:`xfusion.wavelets`.
 * :func:`persist` persists and waits, so that the solver's task graph is cut every iteration.
-* :func:`write_zarr` writes a DataArray chunk by chunk to a temporary store and renames it.
+* Stores are written by :mod:`xfusion._store` (one rule for every output).
 * :func:`memory_available` / :func:`needs_cluster` decide when a problem does not fit.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from .operators.base import is_dask
 
-__all__ = ["is_dask", "persist", "plan_chunks", "aligned", "regular", "write_zarr",
+__all__ = ["is_dask", "persist", "plan_chunks", "aligned", "regular",
            "memory_available", "needs_cluster", "active_client", "to_dask"]
 
 #: Bytes of the working set per byte of the iterate (x, x_prev, y, g, P, prox temporaries,
@@ -163,39 +161,6 @@ def regular(a):
         if len(c) > 1 and (len(set(c[:-1])) > 1 or c[-1] > c[0]):
             new[ax] = max(c)
     return a.rechunk(new) if new else a
-
-
-def write_zarr(da_obj, path: str | os.PathLike, overwrite: bool = True):
-    """Write a DataArray to a Zarr store chunk by chunk, atomically; return it opened lazily.
-
-    The store is written beside ``path`` under a temporary name and renamed into place once
-    complete, so an interrupted write never leaves a half-written ``path``.
-    """
-    import xarray as xr
-
-    path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists")
-    parent = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(parent, exist_ok=True)
-    name = da_obj.name or "Z"
-    ds = da_obj.copy(data=regular(da_obj.data)).to_dataset(name=name)
-    for v in ds.variables.values():
-        v.encoding = {}
-    tmp = tempfile.mkdtemp(prefix=".tmp-", suffix=".zarr", dir=parent)
-    try:
-        ds.to_zarr(tmp, mode="w", consolidated=True)
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-            os.rename(path, os.path.join(old, "store"))
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return xr.open_zarr(path, consolidated=True)[name]
 
 
 def memory_available() -> int:

@@ -29,8 +29,8 @@ import os
 import shutil
 import tempfile
 
-__all__ = ["OutputError", "MARK", "store_kind", "check_output", "same_path", "write_store",
-           "write_slot", "read_pointer", "POINTER"]
+__all__ = ["OutputError", "OutputExistsError", "MARK", "store_kind", "check_output",
+           "same_path", "write_store", "write_slot", "read_pointer", "POINTER"]
 
 #: root attribute naming what a store written by xfusion holds
 MARK = "xfusion_store"
@@ -43,6 +43,10 @@ HEADROOM = 16 * 2**20
 class OutputError(OSError):
     """An output path that xfusion refuses to write (exists, is an input, not writable, no
     room), or a write that failed; the message names the path and what to do."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The output exists and ``overwrite`` was not given."""
 
 
 def _zattrs(path: str) -> dict | None:
@@ -116,7 +120,8 @@ def _existing_parent(path: str) -> str:
 
 
 def check_output(path, what: str, *, overwrite: bool = False, kinds: tuple[str, ...] = (),
-                 inputs: dict | None = None, nbytes: int = 0, option: str = "overwrite=True"):
+                 inputs: dict | None = None, nbytes: int = 0,
+                 option: str = "overwrite=True (--overwrite on the command line)"):
     """Refuse an output path before any work is done (see the module's rule).
 
     Parameters
@@ -154,12 +159,12 @@ def check_output(path, what: str, *, overwrite: bool = False, kinds: tuple[str, 
             raise OutputError(f"{what} {path} exists and is {desc}; refusing to replace it "
                               f"(choose another path)")
         if not overwrite:
-            raise OutputError(f"{what} {path} exists (an xfusion {kind} store); pass {option} "
-                              f"to replace it")
+            raise OutputExistsError(f"{what} {path} exists (an xfusion {kind} store); pass "
+                                    f"{option} to replace it")
     parent = _existing_parent(path)
     if not os.path.isdir(parent):
         raise OutputError(f"{what} {path}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not _writable(parent):
         raise OutputError(f"{what} {path}: the directory {parent} is not writable")
     free = _free_bytes(parent)
     if free is not None and nbytes and free < nbytes + HEADROOM:
@@ -204,6 +209,8 @@ def write_store(ds, path, kind: str, *, overwrite: bool = False, **to_zarr) -> s
     tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
     ds = ds.copy()
     ds.attrs[MARK] = kind
+    for v in ds.variables.values():
+        v.encoding = {**v.encoding, "write_empty_chunks": True}
     try:
         ds.to_zarr(tmp, mode="w", consolidated=True, **to_zarr)
         if os.path.lexists(path):
@@ -245,6 +252,15 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _commit(tmp: str, pointer: str) -> None:
+    """The instant a new checkpoint becomes the current one: an atomic file rename."""
+    os.replace(tmp, pointer)
+
+
+def _writable(directory: str) -> bool:
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
 def write_slot(path: str, write) -> str:
     """Write a new version of the checkpoint directory ``path`` with ``write(store)``.
 
@@ -277,7 +293,7 @@ def write_slot(path: str, write) -> str:
         json.dump({"slot": slot, "format": 1, MARK: "checkpoint"}, fh)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, os.path.join(path, POINTER))
+    _commit(tmp, os.path.join(path, POINTER))
     _fsync_dir(path)
     if legacy is not None:
         shutil.rmtree(legacy, ignore_errors=True)

@@ -49,18 +49,14 @@ def _say(args, *msg) -> None:
 
 
 def _write_zarr(ds, path: str, kind: str, overwrite: bool) -> str:
-    """Write a store the package's one way (:func:`xfusion._store.write_store`: refuse what
-    may not be replaced, temporary store then rename, JSON-safe attrs)."""
+    """Write a store the package's one way (:func:`xfusion._store.write_store` via
+    :func:`xfusion.save_problem`: refuse what may not be replaced, temporary store then
+    rename, JSON-safe attrs, every chunk written)."""
     from ._store import write_store
-    from .problem import _json_safe
+    from .problem import save_problem
 
-    _json_safe(ds.attrs, "Dataset")
-    for name, v in ds.variables.items():
-        _json_safe(v.attrs, str(name))
-    ds = ds.copy()
-    for v in ds.variables.values():
-        v.encoding = {k: e for k, e in v.encoding.items()
-                      if k not in ("chunks", "preferred_chunks", "shards")}
+    if kind == "problem":
+        return save_problem(ds, path, overwrite=overwrite)
     return write_store(ds, path, kind, overwrite=overwrite)
 
 

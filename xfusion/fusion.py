@@ -491,8 +491,8 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
     if patience is None and getattr(reg, "metric_dependent", False):
         attrs["held_patience"] = HELD_PATIENCE      # the default once the metric is held
     attrs.update(_fit_attrs(param, st.x, Xd, Yd))
-    if st.converged:   # (a run stopped at max_iter may not fit the counts yet)
-        _warn_fit(attrs, regularizer, int(rank) if low_rank and trials is None else None)
+    _warn_fit(attrs, regularizer, int(rank) if low_rank and trials is None else None,
+              converged=bool(st.converged))
     if not math.isfinite(attrs["objective"]):
         attrs["objective"] = None
     out = xr.DataArray(Z, dims=("energy", "y", "x"), coords=coords, attrs=attrs, name="Z")
@@ -544,7 +544,7 @@ def _check_outputs(ds, *, output, checkpoint, resume, overwrite, shape, dtype, r
                      nbytes=0 if continuing else 2 * 4 * nx)
 
 
-def _warn_fit(attrs: dict, regularizer: str, rank: int | None) -> None:
+def _warn_fit(attrs: dict, regularizer: str, rank: int | None, converged: bool = True) -> None:
     r"""Warn (:class:`FitWarning`) when the result does not explain either instrument's counts.
 
     With the C-statistic :math:`C` of an instrument at the result, its expectation :math:`E`
@@ -560,16 +560,19 @@ def _warn_fit(attrs: dict, regularizer: str, rank: int | None) -> None:
 
     Both conditions are needed: on large problems σ is tiny and a few per cent of bias is many
     σ, while the regularized results that score best on the simulated scenarios sit at C/E
-    0.69–1.26 (docs/benchmarks.md). A low-rank result with a fixed rank that misfits Y raises
-    the subclass :class:`RankWarning`, which names the rank and ``rank="auto"``.
+    0.69–1.26 (docs/benchmarks.md). A converged low-rank result with a fixed rank that misfits
+    Y raises the subclass :class:`RankWarning`, which names the rank and ``rank="auto"``; a
+    run stopped at ``max_iter`` says so (more iterations may be all it needs).
     """
+    late = "" if converged else (" (the run stopped at max_iter before converging: more "
+                                 "iterations may be all it needs)")
     for inst in ("X", "Y"):
         c, e, sd = (attrs.get(f"cstat_{inst}{k}") for k in ("", "_expected", "_sigma"))
         if c is None or not e or not sd:
             continue
         z = (c - e) / sd
         if c > FIT_HIGH * e and z > FIT_SIGMA:
-            if rank is not None and inst == "Y":
+            if rank is not None and inst == "Y" and converged:
                 warnings.warn(
                     f"rank {rank}: the fused cube's spectra describe Y's counts with a "
                     f"C-statistic {c / e:.2f} times its expectation ({z:+.0f} sigma): Y's "
@@ -582,14 +585,14 @@ def _warn_fit(attrs: dict, regularizer: str, rank: int | None) -> None:
                     f"{regularizer}: the fused cube does not explain {inst}'s counts: "
                     f"C-statistic {c / e:.2f} times its expectation ({z:+.0f} sigma); the "
                     f"regularization may be too strong, or the data hold what the model "
-                    f"leaves out (background, sources outside the field)", FitWarning,
+                    f"leaves out (background, sources outside the field){late}", FitWarning,
                     stacklevel=4)
         elif c < FIT_LOW * e and z < -FIT_SIGMA:
             warnings.warn(
                 f"{regularizer}: the fused cube fits {inst}'s noise: C-statistic {c / e:.2f} "
                 f"times its expectation ({z:+.0f} sigma); the regularization is too weak "
-                f"for these counts (a larger threshold k / k_range, or another regularizer)",
-                FitWarning, stacklevel=4)
+                f"for these counts (a larger threshold k / k_range, or another regularizer)"
+                f"{late}", FitWarning, stacklevel=4)
 
 
 def _fit_attrs(param, x, Xd, Yd) -> dict:

@@ -59,15 +59,18 @@ def whole(name: str, v, lo: int, hi: int | None = None) -> int:
     return int(v)
 
 
-def real(name: str, v, *, lo: float = -math.inf, strict: bool = False) -> float:
+def real(name: str, v, *, lo: float = -math.inf, strict: bool = False,
+         extra: str = "") -> float:
     """``v`` as a finite float ≥ ``lo`` (> ``lo`` if ``strict``), else :class:`OptionError`."""
+    given = v
     ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
     if ok:
         v = float(v)
         ok = v > lo if strict else v >= lo
     if not ok:
         rel = ">" if strict else "≥"
-        raise OptionError(f"{name} must be a finite number {rel} {lo:g}, got {v!r}")
+        raise OptionError(f"{name} must be a finite number {rel} {lo:g}{extra}, "
+                          f"got {given!r}")
     return v
 
 
@@ -120,7 +123,7 @@ def check_options(regularizer, *, shape, n_pixels_Y, rank, mu_sobolev, k, k_rang
             raise OptionError(f"k must be a finite number ≥ 0 or 'auto', got {k!r}")
         out["k"] = k
     else:
-        out["k"] = real("k", k, lo=0.0)
+        out["k"] = real("k", k, lo=0.0, extra=" or 'auto'")
     if k_range is not None:
         try:
             kr = tuple(k_range)

@@ -43,8 +43,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -620,39 +618,25 @@ def save_problem(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = Fals
     path : str or path-like
         Directory of the Zarr store.
     overwrite : bool
-        Replace an existing store.
+        Replace an existing store — only a problem store written by xfusion; anything else
+        at ``path`` is refused (:class:`xfusion.OutputError`), as is an existing store
+        without ``overwrite`` (:class:`xfusion.OutputExistsError`, a ``FileExistsError``).
     """
+    from ._store import write_store
+
     path = os.fspath(path)
     _json_safe(ds.attrs, "Dataset")
     for name, v in ds.variables.items():
         _json_safe(v.attrs, str(name))
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
     # Chunk layouts remembered from a store this problem was opened from no longer fit once it is
     # rechunked or subset (to_zarr would refuse); let the new store follow the data instead.
     ds = ds.copy()
     for v in ds.variables.values():
         v.encoding = {k: e for k, e in v.encoding.items()
                       if k not in ("chunks", "preferred_chunks", "shards")}
-        # every chunk is written, even one of fill values only, so that open_problem can tell a
-        # missing chunk file (a partial copy) from zeros
-        v.encoding["write_empty_chunks"] = True
-    tmp = tempfile.mkdtemp(prefix=".tmp-", suffix=".zarr", dir=parent)
-    try:
-        ds.to_zarr(tmp, mode="w", consolidated=True)
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-            os.rename(path, os.path.join(old, "store"))
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    # write_store writes every chunk, even one of fill values only, so that open_problem can
+    # tell a missing chunk file (a partial copy) from zeros
+    return write_store(ds, path, "problem", overwrite=overwrite)
 
 
 _META_FILES = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
@@ -800,6 +784,9 @@ def open_problem(path: str | os.PathLike, chunks=None, validate_problem: bool = 
     ds = xr.open_zarr(path, chunks=chunks, consolidated=None)
     if chunks is None:
         ds = ds.load()
+    from ._store import MARK
+
+    ds.attrs.pop(MARK, None)    # how the store was written, not part of the problem
     if validate_problem:
         validate(ds)
     return ds
