@@ -21,6 +21,7 @@ from .problem import (
     save_problem,
     validate,
 )
+from .uncertainty import bootstrap, region_error, uncertainty
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "ProblemError", "make_problem", "validate", "open_problem", "save_problem",
     "rebin_factors", "fuse", "RankWarning", "FitWarning", "OutputError", "OutputExistsError",
     "OptionError", "CheckpointError", "forward", "forward_model", "kernels", "operators", "testing",
+    "uncertainty", "bootstrap", "region_error",
 ]
 
 
