@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
+from . import sky
 from ._store import OutputError, check_output, same_path, write_store
 from .checkpoint import check_identity, problem_fingerprint
 from .functionals import Sobolev, total
@@ -472,6 +473,7 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
         Z = Z.compute()
     coords = {c: ds.coords[c] for c in ds.coords
               if set(ds.coords[c].dims) <= {"energy", "y", "x"}}
+    coords = sky.cube_coords(ds, coords)      # units on all; ra/dec with a WCS
     attrs = {
         "units": "photon cm-2 s-1",
         "long_name": "fused photon flux per voxel",
@@ -495,6 +497,7 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
               converged=bool(st.converged))
     if not math.isfinite(attrs["objective"]):
         attrs["objective"] = None
+    attrs.update(sky.cube_attrs(ds))          # Conventions, and the WCS string if any
     out = xr.DataArray(Z, dims=("energy", "y", "x"), coords=coords, attrs=attrs, name="Z")
     if output is not None:
         out = _write_output(out, output, overwrite, checkpoint)
@@ -506,7 +509,7 @@ def _write_output(Z: xr.DataArray, output, overwrite: bool, checkpoint) -> xr.Da
     opened lazily; if the write fails, say where the result can be recovered."""
     from ._dask import regular
 
-    ds = Z.copy(data=regular(Z.data)).to_dataset(name="Z")
+    ds = sky.to_dataset(Z.copy(data=regular(Z.data)), "Z")   # + CF energy_bounds
     for v in ds.variables.values():
         v.encoding = {}
     try:

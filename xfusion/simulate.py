@@ -876,7 +876,9 @@ def scenario(
         A validated problem (:func:`xfusion.make_problem`) with ``Z_true`` (photons cm⁻² s⁻¹
         per voxel, float64), ``X_true`` and ``Y_true`` (noiseless expected counts), integer
         Poisson draws ``X`` and ``Y``, energies in keV, 10″ pixels, and JSON-safe attrs
-        describing the scenario and instruments.
+        describing the scenario and instruments, among them ``wcs``: a nominal north-up TAN
+        grid centred on :data:`xfusion.sky.NOMINAL_CENTRE` (so results carry ``ra`` /
+        ``dec``; ``wcs_nominal`` says the position is not real).
 
     Raises
     ------
@@ -942,8 +944,14 @@ def scenario(
         **psf_info,
         "paper_table1": json.dumps(_paper_row(s)),
     }
+    # a nominal place on the sky (Cas A, north up), so that results carry ra/dec like real data
+    from .sky import NOMINAL_CENTRE, nominal_wcs_header
+
+    attrs["wcs_nominal"] = (f"simulated: the sky position RA {NOMINAL_CENTRE[0]}, Dec "
+                            f"{NOMINAL_CENTRE[1]} deg is nominal")
     ds = make_problem(X, Y, R, psf, aX, aY, exposure_X=EXPOSURE_X, exposure_Y=t_Y,
                       energy_edges=edges, pixel_size=PIXEL_SIZE, attrs=attrs,
+                      wcs_header=nominal_wcs_header((M, N), PIXEL_SIZE),
                       Z_true=Z, X_true=X_true, Y_true=Y_true)
     for v, ln in (("X_true", "expected counts of X"), ("Y_true", "expected counts of Y")):
         ds[v].attrs.update({"units": "counts", "long_name": ln})
