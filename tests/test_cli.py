@@ -1,8 +1,10 @@
 """The ``xfusion`` command line: demo, simulate, fuse, metrics and its error handling."""
 
 import json
+import os
 
 import pytest
+import xarray as xr
 
 from xfusion.cli import PLOTS, main
 
@@ -187,3 +189,41 @@ def test_rank_argument_takes_a_number_or_auto():
     for bad in ("0", "-3", "ten", "2.5"):
         with pytest.raises(argparse.ArgumentTypeError, match="rank"):
             _rank_arg(bad)
+
+
+def test_uncertainty_export_and_plot_commands(tmp_path, capsys):
+    """From a fused store to bootstrap errors, a FITS cube, a region spectrum, a line map and
+    the plots, each step one command."""
+    from astropy.io import fits
+
+    p, f, e = (str(tmp_path / n) for n in ("p.zarr", "f.zarr", "e.zarr"))
+    assert main(["simulate", "gaussian_6kev", "--scale", "0.15", "--out", p, "-q"]) == 0
+    assert main(["fuse", p, "--out", f, "--regularizer", "lrs", "--rank", "3", "-q",
+                 "--max-iter", "30"]) == 0
+    assert main(["uncertainty", p, f, "--out", e, "--draws", "3", "-q"]) == 0
+    assert "3 bootstrap refits" in capsys.readouterr().out
+    err = xr.open_zarr(e)
+    assert err["Z_draws"].sizes["draw"] == 3 and (err["Z_err"] >= 0).all()
+    cube, pha, lm = (str(tmp_path / n) for n in ("cube.fits", "s.pha", "lm.fits"))
+    assert main(["export", f, "--errors", e, "--fits", cube, "--spectrum", pha,
+                 "--box", "1:4,1:4", "--line-map", lm, "--line", "6.7"]) == 0
+    with fits.open(cube) as h:
+        assert h[0].data.shape == tuple(xr.open_zarr(f)["Z"].shape)
+    with fits.open(pha) as h:
+        assert "STAT_ERR" in h["SPECTRUM"].columns.names
+    with fits.open(lm) as h:
+        assert {"VELOCITY", "VELOCITY"[:8]} <= {x.name for x in h}
+        assert h["VELOCITY"].header["CTYPE1"].startswith("RA")
+    capsys.readouterr()
+    # existing outputs are refused without --overwrite, in one line
+    assert main(["export", f, "--fits", cube]) == 2
+    _one_line_error(capsys, "exists", "overwrite")
+    assert main(["export", f, "--spectrum", pha, "--overwrite"]) == 2
+    _one_line_error(capsys, "exactly one region")
+    out = tmp_path / "plots"
+    assert main(["plot", f, "--problem", p, "--errors", e, "--line", "6.7", "--pixel", "2,2",
+                 "--out", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["amplitude_maps.png", "error_maps.png", "sam_map.png",
+                                       "spectra.png", "velocity_maps.png"]
+    assert main(["plot", f, "--at", "1,2", "--out", str(out)]) == 2     # not in the field
+    _one_line_error(capsys, "--at 1,2 falls outside the image")

@@ -1,8 +1,8 @@
 """Where xfusion writes, and the one rule it follows there.
 
-Every store this library writes (a problem, a fused cube, a solver checkpoint) is a Zarr store
-whose root carries the attribute ``xfusion_store`` (``"problem"``, ``"fused"`` or
-``"checkpoint"``). The rule, the same for the API and the command line:
+Every store this library writes (a problem, a fused cube, a solver checkpoint, bootstrap
+errors, line maps) is a Zarr store whose root carries the attribute ``xfusion_store``
+(:data:`KINDS`). The rule, the same for the API and the command line:
 
 * a path that exists is **refused** unless ``overwrite=True`` (``--overwrite``);
 * even then only a store this library wrote is replaced (a store of an older version is known
@@ -34,6 +34,8 @@ __all__ = ["OutputError", "OutputExistsError", "MARK", "store_kind", "check_outp
 
 #: root attribute naming what a store written by xfusion holds
 MARK = "xfusion_store"
+#: what a store written by xfusion may hold
+KINDS = ("problem", "fused", "checkpoint", "uncertainty", "lines")
 #: pointer file of a checkpoint directory (names the complete slot)
 POINTER = "xfusion-checkpoint.json"
 #: free space kept beyond the estimated size of a store (bytes)
@@ -81,7 +83,7 @@ def store_kind(path: str | os.PathLike) -> str | None:
     attrs = _zattrs(path)
     if attrs is None:
         return None
-    if attrs.get(MARK) in ("problem", "fused", "checkpoint"):
+    if attrs.get(MARK) in KINDS:
         return attrs[MARK]
     # stores written before the mark existed, known by their variables
     names = _variables(path)

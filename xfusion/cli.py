@@ -7,6 +7,12 @@
     xfusion fuse problem.zarr --out fused.zarr [--regularizer R] [--max-iter N]
                  [--checkpoint PATH] [--resume PATH]
     xfusion metrics fused.zarr problem.zarr [--json metrics.json]
+    xfusion uncertainty problem.zarr fused.zarr --out errors.zarr [--draws 16]
+    xfusion export fused.zarr [--errors errors.zarr] [--fits cube.fits]
+                   [--spectrum region.pha (--box Y0:Y1,X0:X1 | --pixels 'IY,IX;...' |
+                    --circle RA,DEC,R)] [--line-map lines.zarr|lines.fits --line 6.7]
+    xfusion plot fused.zarr [--problem problem.zarr] [--errors errors.zarr] [--line 6.7]
+                 [--at RA,DEC] [--pixel IY,IX] [--out DIR]
 
 Errors a user can cause (a missing file, an unknown scenario, a problem that does not validate)
 print one line to stderr and exit with status 2; set ``XFUSION_DEBUG=1`` for the traceback.
@@ -361,7 +367,7 @@ def demo(args) -> dict:
 
     _say(args, f"[2/4] fusing with regularizer {args.regularizer!r}")
     Z = _fuse(ds, args)
-    _write_zarr(Z.to_dataset(name="Z"), fused_path, "fused", True)
+    _write_zarr(_sky().to_dataset(Z, "Z"), fused_path, "fused", True)
     _say(args, f"      wrote {fused_path}")
 
     _say(args, "[3/4] scoring against the truth (and the single-instrument baselines)")
@@ -392,6 +398,267 @@ def demo(args) -> dict:
     print(f"wrote {', '.join(os.path.basename(p) for p in files.values())} to {out}/ "
           f"({time.perf_counter() - t_all:.1f} s in all)")
     return doc
+
+
+# ----------------------------------------------------------------------------- science out
+def _sky():
+    from . import sky
+
+    return sky
+
+
+def _open_store(path: str, kind: str, needs: Sequence[str]):
+    """A store of ``kind`` (uncertainty, lines) written by this command line."""
+    import xarray as xr
+
+    if not os.path.exists(path):
+        raise CLIError(f"no such {kind} store: {path}")
+    try:
+        ds = xr.open_zarr(path, consolidated=None)
+    except Exception as e:  # noqa: BLE001
+        raise CLIError(f"cannot read a {kind} store from {path}: {_one_line(e)}") from e
+    missing = [v for v in needs if v not in ds]
+    if missing:
+        raise CLIError(f"{path} holds no {', '.join(missing)} (variables: "
+                       f"{sorted(ds.data_vars)}); is it the output of 'xfusion {kind}'?")
+    return ds
+
+
+def _floats(text: str, n: int, what: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != n or not all(math.isfinite(v) for v in vals):
+        raise CLIError(f"{what} must be {n} comma-separated numbers, got {text!r}")
+    return vals
+
+
+def _region(args, Z):
+    """The region of ``--box`` / ``--pixels`` / ``--circle`` (exactly one)."""
+    given = [a for a in ("box", "pixels", "circle") if getattr(args, a, None)]
+    if len(given) != 1:
+        raise CLIError("--spectrum needs exactly one region: --box Y0:Y1,X0:X1, "
+                       "--pixels 'IY,IX;IY,IX' or --circle RA,DEC,RADIUS_ARCSEC")
+    if args.circle:
+        return tuple(_floats(args.circle, 3, "--circle RA,DEC,RADIUS_ARCSEC"))
+    if args.pixels:
+        try:
+            return [tuple(int(v) for v in p.split(",")) for p in args.pixels.split(";")
+                    if p.strip()]
+        except ValueError:
+            raise CLIError(f"--pixels must be 'IY,IX;IY,IX;...', got {args.pixels!r}") from None
+    import numpy as np
+
+    try:
+        (y0, y1), (x0, x1) = (tuple(int(v) for v in part.split(":"))
+                              for part in args.box.split(","))
+    except ValueError:
+        raise CLIError(f"--box must be Y0:Y1,X0:X1 (0-based, end excluded), got "
+                       f"{args.box!r}") from None
+    ny, nx = Z.sizes["y"], Z.sizes["x"]
+    if not (0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx):
+        raise CLIError(f"--box {args.box} is not inside the {ny}×{nx} image")
+    m = np.zeros((ny, nx), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def _line_arg(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text           # a line name, e.g. "Fe XXV"
+
+
+def cmd_uncertainty(args) -> int:
+    from ._store import check_output
+    from .uncertainty import bootstrap, uncertainty
+
+    ds = _open_problem(args.problem)
+    Z = _open_fused(args.fused)
+    check_output(args.out, "--out", overwrite=args.overwrite, kinds=("uncertainty",),
+                 inputs={"problem": args.problem, "fused cube": args.fused},
+                 option="--overwrite")
+    draws = bootstrap(ds, Z, n_draws=args.draws, seed=args.seed, progress=not args.quiet)
+    err = uncertainty(ds, Z, draws=draws)
+    out = err.to_dataset(name="Z_err")
+    out["Z_draws"] = draws
+    _write_zarr(out, args.out, "uncertainty", args.overwrite)
+    rel = float(err.sum() / max(float(Z.sum()), 1e-300))
+    print(f"{args.draws} bootstrap refits; median per-voxel error "
+          f"{float(err.median()):.3g} {Z.attrs.get('units', '')}; summed errors / summed flux "
+          f"{rel:.3g}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _errors(args, Z):
+    """(sigma, draws) from ``--errors``, checked against Z's grid, or (None, None)."""
+    if not getattr(args, "errors", None):
+        return None, None
+    e = _open_store(args.errors, "uncertainty", ("Z_err",))
+    sizes = {d: Z.sizes[d] for d in ("energy", "y", "x")}
+    if {d: e["Z_err"].sizes[d] for d in ("energy", "y", "x")} != sizes:
+        raise CLIError(f"{args.errors} is for a cube of sizes {dict(e['Z_err'].sizes)}, not "
+                       f"{sizes} ({args.fused})")
+    sigma = e["Z_err"].load()
+    draws = e["Z_draws"].load() if "Z_draws" in e else None
+    return sigma, draws
+
+
+def _write_line_map(lm, Z, path: str, overwrite: bool) -> None:
+    if path.endswith((".fits", ".fits.gz", ".fit")):
+        import numpy as np
+        from astropy.io import fits
+
+        from .io._fits import write_atomic
+
+        hdus = [fits.PrimaryHDU()]
+        try:
+            wh = _sky().celestial_wcs(Z).to_header()
+        except ValueError:
+            wh = fits.Header()
+        for name, v in lm.data_vars.items():
+            if set(v.dims) != {"y", "x"}:
+                continue
+            h = fits.ImageHDU(np.asarray(v.transpose("y", "x").values, np.float32),
+                              header=wh.copy(), name=str(name).upper()[:8])
+            h.header["BUNIT"] = str(v.attrs.get("units", ""))
+            hdus.append(h)
+        hdus[0].header["LINE"] = (float(lm.attrs.get("line", float("nan"))), "rest keV")
+        write_atomic(fits.HDUList(hdus), path, overwrite)
+    else:
+        _write_zarr(lm, path, "lines", overwrite)
+
+
+def cmd_export(args) -> int:
+    Z = _open_fused(args.fused)
+    if not (args.fits or args.spectrum or args.line_map):
+        raise CLIError("nothing to export: give --fits, --spectrum or --line-map")
+    sigma, draws = _errors(args, Z)
+    if args.fits:
+        from .io import write_fits_cube
+
+        write_fits_cube(Z.load(), args.fits, sigma=sigma, overwrite=args.overwrite)
+        print(f"wrote {args.fits}")
+    if args.spectrum:
+        from .io import write_spectrum
+
+        files = write_spectrum(Z.load(), _region(args, Z), args.spectrum,
+                               sigma=None if draws is not None else sigma, draws=draws,
+                               overwrite=args.overwrite)
+        print("wrote " + ", ".join(files.values() if isinstance(files, dict) else files))
+    if args.line_map:
+        from .lines import line_map
+
+        lm = line_map(Z.load(), _line_arg(args.line), sigma=None if draws is not None
+                      else sigma, draws=draws)
+        _write_line_map(lm, Z, args.line_map, args.overwrite)
+        v = lm["velocity"]
+        n = int(v.notnull().sum())
+        print(f"line {lm.attrs.get('line')} keV: velocity in {n} of {v.size} pixels"
+              + (f", median {float(v.median()):+.0f} km/s" if n else ""))
+        print(f"wrote {args.line_map}")
+    return 0
+
+
+def _positions(args, Z) -> list[tuple[int, int]]:
+    """Pixels of ``--pixel IY,IX`` and ``--at RA,DEC`` (nearest pixel), in order."""
+    import numpy as np
+
+    out = []
+    for p in args.pixel or []:
+        iy, ix = (int(v) for v in _floats(p, 2, "--pixel IY,IX"))
+        if not (0 <= iy < Z.sizes["y"] and 0 <= ix < Z.sizes["x"]):
+            raise CLIError(f"--pixel {p} is outside the {Z.sizes['y']}×{Z.sizes['x']} image")
+        out.append((iy, ix))
+    for p in args.at or []:
+        ra, dec = _floats(p, 2, "--at RA,DEC")
+        try:
+            w = _sky().celestial_wcs(Z)
+        except ValueError as e:
+            raise CLIError(f"--at needs a cube on the sky: {_one_line(e)}") from e
+        px, py = (float(v) for v in w.world_to_pixel_values(ra, dec))
+        iy, ix = int(np.round(py)), int(np.round(px))
+        if not (0 <= iy < Z.sizes["y"] and 0 <= ix < Z.sizes["x"]):
+            raise CLIError(f"--at {p} falls outside the image (pixel y={iy}, x={ix})")
+        out.append((iy, ix))
+    return out
+
+
+def cmd_plot(args) -> int:
+    from . import plotting
+
+    plotting.require_matplotlib()
+    Z = _open_fused(args.fused).load()
+    ds = _open_problem(args.problem) if args.problem else None
+    sigma, draws = _errors(args, Z)
+    os.makedirs(args.out, exist_ok=True)
+    files = []
+    cubes = {"fused": Z}
+    truth = None
+    if ds is not None:
+        from .baselines import x_only, y_only
+
+        if "Z_true" in ds:
+            truth = ds["Z_true"].transpose("energy", "y", "x")
+            cubes = {"truth": truth, **cubes}
+        cubes.update({"X only": x_only(ds), "Y only": y_only(ds)})
+    pix = _positions(args, Z) or list(plotting.pick_pixels(Z.sum("energy")))
+    p = os.path.join(args.out, "amplitude_maps.png")
+    plotting.amplitude_maps(cubes, p, marks=pix)
+    files.append(p)
+    order = [k for k in ("Y only", "X only", "truth", "fused") if k in cubes]
+    spec = {k: cubes[k] for k in order}
+    p = os.path.join(args.out, "spectra.png")
+    fig = plotting.spectra(spec, pix, p, labels=[f"{i + 1}: pixel (y={y}, x={x})"
+                                                 for i, (y, x) in enumerate(pix)])
+    if sigma is not None:       # the fused spectra's ±1σ band, on the same figure
+        E = Z["energy"].values
+        for ax, (y, x) in zip(fig.axes, pix, strict=False):
+            z, e = Z.values[:, y, x], sigma.values[:, y, x]
+            ax.fill_between(E, z - e, z + e, color="tab:red", alpha=0.25, lw=0,
+                            label="fused ±1σ")
+            ax.legend(fontsize="small")
+        fig.savefig(p, dpi=110)
+    files.append(p)
+    if truth is not None:
+        from .metrics import sam_map
+
+        p = os.path.join(args.out, "sam_map.png")
+        sams = {"fused": sam_map(Z, truth)}
+        if "X only" in cubes:
+            sams.update({"X only": sam_map(cubes["X only"], truth),
+                         "Y only": sam_map(cubes["Y only"], truth)})
+        plotting.sam_map(sams, p)
+        files.append(p)
+    if draws is not None or sigma is not None:
+        band = (draws.sum("energy").std("draw", ddof=1) if draws is not None
+                else (sigma ** 2).sum("energy") ** 0.5)
+        flux = Z.sum("energy")
+        p = os.path.join(args.out, "error_maps.png")
+        plotting.maps({"band flux": flux, "its error (1σ)": band,
+                       "relative error": band / flux.where(flux > 0)},
+                      p, units={"band flux": "photons cm⁻² s⁻¹",
+                                "its error (1σ)": "photons cm⁻² s⁻¹"},
+                      suptitle=f"{plotting.band_label(Z)}; "
+                               + ("bootstrap" if draws is not None else "per-voxel errors"))
+        files.append(p)
+    if args.line:
+        from .lines import line_map
+
+        lm = line_map(Z, _line_arg(args.line), sigma=None if draws is not None else sigma,
+                      draws=draws)
+        p = os.path.join(args.out, "velocity_maps.png")
+        plotting.maps({"velocity": lm["velocity"], "velocity error": lm["velocity_err"],
+                       "line flux": lm["flux"]}, p,
+                      units={"velocity": "km/s", "velocity error": "km/s",
+                             "line flux": "photons cm⁻² s⁻¹"}, symmetric=("velocity",),
+                      suptitle=f"line at {lm.attrs.get('line')} keV (rest)")
+        files.append(p)
+    print("wrote " + ", ".join(os.path.basename(f) for f in files) + f" to {args.out}/")
+    return 0
 
 
 # ----------------------------------------------------------------------------- parser
@@ -454,6 +721,51 @@ def build_parser() -> argparse.ArgumentParser:
                         "by xfusion (never anything else)")
     _add_fuse_options(p, "w2d1d")
     p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("uncertainty", help="per-voxel errors of a fused cube (parametric "
+                                          "bootstrap)")
+    p.add_argument("problem", help="the problem store the cube was fused from")
+    p.add_argument("fused", help="fused-cube store (xfusion fuse)")
+    p.add_argument("--out", required=True, help="store for Z_err and the refits (Z_draws)")
+    p.add_argument("--draws", type=int, default=16, help="bootstrap refits (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson redraws")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it is an uncertainty store written by xfusion")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_uncertainty)
+
+    p = sub.add_parser("export", help="a FITS cube, a region's spectrum (OGIP PHA + RMF + "
+                                      "ARF) or a line map")
+    p.add_argument("fused", help="fused-cube store (xfusion fuse)")
+    p.add_argument("--errors", default=None, help="uncertainty store (xfusion uncertainty): "
+                                                  "errors in the FITS cube, STAT_ERR, "
+                                                  "velocity errors")
+    p.add_argument("--fits", default=None, help="write Z as a FITS cube (celestial + "
+                                                "spectral WCS)")
+    p.add_argument("--spectrum", default=None, help="write the region's spectrum to this "
+                                                    ".pha (with .rmf and .arf beside it)")
+    p.add_argument("--box", default=None, help="region: Y0:Y1,X0:X1 (0-based pixels)")
+    p.add_argument("--pixels", default=None, help="region: 'IY,IX;IY,IX;...'")
+    p.add_argument("--circle", default=None, help="region: RA,DEC,RADIUS (deg, deg, arcsec)")
+    p.add_argument("--line-map", default=None, help="write the line map (velocity, width, "
+                                                    "flux and errors) to a Zarr store or "
+                                                    ".fits")
+    p.add_argument("--line", default="6.7", help="rest energy (keV) or name, e.g. 'Fe XXV' "
+                                                 "(default 6.7)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("plot", help="amplitude maps, spectra, SAM, error and velocity maps")
+    p.add_argument("fused", help="fused-cube store (xfusion fuse)")
+    p.add_argument("--out", default="xfusion-plots", help="directory for the PNGs")
+    p.add_argument("--problem", default=None, help="the problem store: adds the truth (if "
+                                                   "simulated) and the X-only / Y-only cubes")
+    p.add_argument("--errors", default=None, help="uncertainty store: ±1σ bands, error maps")
+    p.add_argument("--line", default=None, help="also velocity maps of this line (keV or "
+                                                "name)")
+    p.add_argument("--at", action="append", help="spectrum at RA,DEC (deg; repeatable)")
+    p.add_argument("--pixel", action="append", help="spectrum at pixel IY,IX (repeatable)")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("metrics", help="score a fused cube against a simulated problem's truth")
     p.add_argument("fused", help="fused Zarr store (xfusion fuse)")

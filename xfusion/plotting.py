@@ -7,7 +7,9 @@ and closed) or matplotlib Axes to draw into. Each returns the matplotlib Figure.
 * :func:`amplitude_maps` -- energy-integrated flux images side by side (truth, fused, X only, ...);
 * :func:`spectra` -- spectra of several cubes at given pixels (the paper's Fig. 7);
 * :func:`objective_curve` -- the objective against the iteration, log scale;
-* :func:`sam_map` -- the spectral angle map between a cube and the truth.
+* :func:`sam_map` -- the spectral angle map between a cube and the truth;
+* :func:`maps` -- any (y, x) maps side by side, each with its own colour bar and unit (error
+  maps, velocity maps and their errors).
 
 :func:`pick_pixels` chooses a bright and a dim pixel for :func:`spectra`.
 """
@@ -20,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["amplitude_maps", "spectra", "objective_curve", "sam_map", "pick_pixels",
-           "require_matplotlib"]
+__all__ = ["amplitude_maps", "spectra", "objective_curve", "sam_map", "pick_pixels", "maps",
+           "band_label", "require_matplotlib"]
 
 
 def require_matplotlib():
@@ -148,7 +150,8 @@ def amplitude_maps(cubes: Mapping[str, Any], target: Any = None, *, common_scale
     for ax, (title, c), img in zip(axs, items, imgs, strict=True):
         ext, unit = _extent(c, img.shape)
         im = ax.imshow(img, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, extent=ext)
-        ax.set_title(title)
+        band = band_label(c)
+        ax.set_title(f"{title}\n{band}" if band else title)
         ax.set_xlabel(f"x ({unit})")
         for k, (py, px) in enumerate(marks):
             cx = ext[0] + (px + 0.5) * (ext[1] - ext[0]) / img.shape[1]
@@ -285,4 +288,55 @@ def sam_map(sam: Any, target: Any = None, *, title: str = "spectral angle",
     axs[0].set_ylabel(f"y ({_extent(items[0][1], imgs[0].shape)[1]})")
     if im is not None:
         fig.colorbar(im, ax=axs, shrink=0.85, label="spectral angle (rad)")
+    return _finish(fig, path)
+
+
+def band_label(cube: Any) -> str:
+    """``"0.50–1.50 keV"``: the band a cube covers (its ``energy`` coordinate, or its bin
+    edges ``energy_lo`` / ``energy_hi``), or ``""`` without one."""
+    coords = getattr(cube, "coords", {})
+    if "energy_lo" in coords and "energy_hi" in coords:
+        lo, hi = float(coords["energy_lo"].min()), float(coords["energy_hi"].max())
+    elif "energy" in coords and coords["energy"].size:
+        lo, hi = float(coords["energy"].min()), float(coords["energy"].max())
+    else:
+        return ""
+    return f"{lo:.2f}–{hi:.2f} keV"
+
+
+def maps(images: Mapping[str, Any], target: Any = None, *, units: Mapping[str, str] | None = None,
+         cmaps: Mapping[str, str] | None = None, symmetric: Sequence[str] = (),
+         suptitle: str | None = None):
+    """(y, x) maps side by side, each with its own colour bar.
+
+    Parameters
+    ----------
+    images : mapping of title -> map (y, x)
+        E.g. ``{"velocity": lm.velocity, "velocity error": lm.velocity_err}``. NaN pixels
+        (no measurement) are drawn blank.
+    target : path, Axes or sequence of Axes
+    units : mapping of title -> unit label for the colour bar, optional
+    cmaps : mapping of title -> colormap name, optional (default ``viridis``)
+    symmetric : titles whose colour scale is centred on 0 (``RdBu_r``), e.g. velocities
+    suptitle : str, optional
+    """
+    plt = require_matplotlib()
+    items = list(images.items())
+    fig, axs, path = _axes(target, len(items), (3.6 * len(items) + 0.6, 3.4))
+    for ax, (title, m) in zip(axs, items, strict=True):
+        img = _image(m)
+        if img.ndim != 2:
+            raise ValueError(f"maps: {title!r} has shape {img.shape}, expected (y, x)")
+        ext, unit = _extent(m, img.shape)
+        kw = {"cmap": (cmaps or {}).get(title, "viridis")}
+        if title in symmetric:
+            lim = float(np.nanmax(np.abs(img))) if np.isfinite(img).any() else 1.0
+            kw.update(cmap="RdBu_r", vmin=-lim, vmax=lim)
+        im = ax.imshow(img, origin="lower", extent=ext, **kw)
+        ax.set_title(title)
+        ax.set_xlabel(f"x ({unit})")
+        plt.colorbar(im, ax=ax, shrink=0.8, label=(units or {}).get(title, ""))
+    axs[0].set_ylabel(f"y ({_extent(items[0][1], _image(items[0][1]).shape)[1]})")
+    if suptitle:
+        fig.suptitle(suptitle)
     return _finish(fig, path)
