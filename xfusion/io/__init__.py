@@ -24,6 +24,7 @@ from .events import (
     read_events,
     write_events,
 )
+from .export import ExportError, spectrum_paths, write_fits_cube, write_spectrum
 from .grid import (
     as_wcs,
     check_alignment,
@@ -44,4 +45,5 @@ __all__ = [
     "make_wcs", "as_wcs", "subdivide_wcs", "pixel_scale", "grid_rotation", "check_alignment",
     "psf_from_fits", "psf_on_grid", "read_psf_images", "resample_psf", "write_psf",
     "response_from_rmf", "area_on_grid", "split_rsp", "overlap_matrix", "from_files",
+    "write_fits_cube", "write_spectrum", "spectrum_paths", "ExportError",
 ]
