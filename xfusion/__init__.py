@@ -38,7 +38,7 @@ def __getattr__(name):
     import importlib
 
     if name in ("simulate", "metrics", "baselines", "wavelets", "io", "regularizers", "solver",
-                "goodness"):
+                "goodness", "lines"):
         return importlib.import_module(f".{name}", __name__)
     if name == "cluster":  # xf.cluster(kind, ...): dask / dask-jobqueue clusters (scale.py)
         return importlib.import_module(".scale", __name__).cluster
