@@ -248,6 +248,7 @@ def _refit(i: int, ds: xr.Dataset, Z: np.ndarray, mu_X: np.ndarray, mu_Y: np.nda
 
     from .fusion import FitWarning, fuse
 
+    t0 = time.perf_counter()   # the refit's cost: drawing, the held weight, the fit
     dsb = _draw_problem(ds, mu_X, mu_Y, seed, i)
     kw = _held_sobolev(dsb, Z, kw)
     limit = contextlib.nullcontext()
@@ -258,16 +259,32 @@ def _refit(i: int, ds: xr.Dataset, Z: np.ndarray, mu_X: np.ndarray, mu_Y: np.nda
             limit = threadpool_limits(limits=1)
         except ImportError:  # pragma: no cover - optional
             pass
-    t0 = time.perf_counter()
-    with limit, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FitWarning)
+    # FitWarnings of the refits are silenced in this process (warnings filters are not
+    # thread-safe, so a threaded worker leaves them alone) and counted from the attrs
+    quiet = contextlib.nullcontext() if single_thread else warnings.catch_warnings()
+    with limit, quiet:
+        if not single_thread:
+            warnings.simplefilter("ignore", FitWarning)
         Zb = fuse(dsb, init=Z, progress=False, **_fit_kwargs(kw))
     rec = {"iterations": int(Zb.attrs["iterations"]), "converged": int(Zb.attrs["converged"]),
-           "wall_time": float(time.perf_counter() - t0),
-           "fit_warning": int(any(issubclass(w.category, FitWarning) for w in caught))}
+           "wall_time": float(time.perf_counter() - t0), "fit_warning": _misfit(Zb.attrs)}
     if "sobolev_weight" in Zb.attrs:
         rec["sobolev_weight"] = float(Zb.attrs["sobolev_weight"])
     return np.asarray(Zb.values), rec
+
+
+def _misfit(attrs: dict) -> int:
+    """1 if :func:`xfusion.fuse` warned (:class:`xfusion.FitWarning`) for these attrs."""
+    from .fusion import FIT_HIGH, FIT_LOW, FIT_SIGMA
+
+    for inst in ("X", "Y"):
+        c, e, sd = (attrs.get(f"cstat_{inst}{k}") for k in ("", "_expected", "_sigma"))
+        if c is None or not e or not sd:
+            continue
+        z = (c - e) / sd
+        if (c > FIT_HIGH * e and z > FIT_SIGMA) or (c < FIT_LOW * e and z < -FIT_SIGMA):
+            return 1
+    return 0
 
 
 class _Progress:
@@ -363,6 +380,14 @@ def bootstrap(ds: xr.Dataset, Z: xr.DataArray, n_draws: int = 16, seed: int = 0,
     if max_iter is not None:
         fuse_overrides["max_iter"] = max_iter
     kw = fit_settings(Z, regularizer, **fuse_overrides)
+    # fuse checks J2 / J1 against the grid even where the regularizer does not use them (and
+    # then Z's attrs do not record them): keep the unused ones within range
+    from .options import max_scales
+
+    if kw["regularizer"] != "w2d1d":
+        kw.setdefault("J1", min(3, max_scales(ds.sizes["energy"])))
+        if kw["regularizer"] != "lrw2d":
+            kw.setdefault("J2", min(2, max_scales(min(ds.sizes["y"], ds.sizes["x"]))))
     if (kw["regularizer"] == "lrs" and "sobolev_weight" in Z.attrs
             and "mu_sobolev" not in fuse_overrides):
         kw["_sobolev_weight"] = float(Z.attrs["sobolev_weight"])
