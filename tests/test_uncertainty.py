@@ -242,3 +242,20 @@ def test_plain_cube_with_explicit_regularizer(ident_fit):
     assert kw["regularizer"] == "none"
     D = xf.bootstrap(ds, plain, n_draws=2, regularizer="none", J1=1, J2=1, **QUIET)
     assert D.attrs["fit_regularizer"] == "none"
+
+
+def test_region_error_bias_correction():
+    D = _synthetic_draws(correlated=False)
+    Z = D.isel(draw=0, drop=True) + 0.05          # the refits sit 0.05 below Z on average
+    mask = np.ones((6, 6), bool)
+    plain = xf.region_error(D, mask)
+    corr = xf.region_error(D, mask, Z=Z, correction="bias")
+    s = D.values.sum(axis=(2, 3))
+    sd = s.std(axis=0, ddof=1)
+    b = s.mean(axis=0) - Z.values.sum(axis=(1, 2))
+    np.testing.assert_allclose(corr, np.sqrt(sd**2 + np.maximum(b**2 - sd**2 / 40, 0)))
+    assert (corr >= plain).all() and corr.attrs["correction"] == "bias"
+    s2 = region_spectrum(Z, mask, draws=D, correction="bias")
+    np.testing.assert_allclose(s2.flux_err, corr)
+    with pytest.raises(xf.OptionError, match="Z="):
+        xf.region_error(D, mask, correction="bias")

@@ -585,7 +585,9 @@ def _region_sum(cube: xr.DataArray, m: np.ndarray, rebin: int | None) -> xr.Data
     return s
 
 
-def region_error(draws: xr.DataArray, region: Any, rebin: int | None = None) -> xr.DataArray:
+def region_error(draws: xr.DataArray, region: Any, rebin: int | None = None,
+                 Z: xr.DataArray | None = None,
+                 correction: Literal["bias"] | None = None) -> xr.DataArray:
     r"""Standard error of a region's summed spectrum, from bootstrap refits.
 
     .. math:: \sigma_S(E) = \mathrm{std}_b\Bigl(\sum_{p \in R} Z^{*b}(E, p)\Bigr)
@@ -602,25 +604,45 @@ def region_error(draws: xr.DataArray, region: Any, rebin: int | None = None) -> 
         The pixels summed.
     rebin : int, optional
         Also sum ``rebin`` consecutive channels (energy coordinate: their mean).
+    Z : xarray.DataArray, optional
+        The fused cube the draws are refits of; needed for ``correction="bias"``.
+    correction : {"bias"}, optional
+        Add the bootstrap's bias estimate of the summed spectrum in quadrature,
+        :math:`\sigma_S'^2 = \sigma_S^2 + \max(\hat b_S^2 - \sigma_S^2/B, 0)` with
+        :math:`\hat b_S = \overline{S^*} - S(\hat Z)` (see :func:`uncertainty`).
 
     Returns
     -------
     xarray.DataArray
         ``flux_err`` (energy,), photons cm⁻² s⁻¹ per (rebinned) channel over the region.
     """
+    if correction not in (None, "bias"):
+        raise OptionError(f"correction must be None or 'bias', got {correction!r}")
+    if correction is not None and Z is None:
+        raise OptionError("correction='bias' needs Z= (the cube the draws are refits of)")
     draws = _check_draws(draws)
     m = _mask(region, (draws.sizes["y"], draws.sizes["x"]))
     s = _region_sum(draws.astype(np.float64), m, rebin)
     out = s.std("draw", ddof=1)
+    if correction == "bias":
+        if not isinstance(Z, xr.DataArray) or set(Z.dims) != set(_PIX) \
+                or Z.transpose(*_PIX).shape != draws.shape[1:]:
+            raise OptionError(f"Z: must be a DataArray (energy, y, x) of the draws' shape "
+                              f"{draws.shape[1:]}")
+        b = s.mean("draw") - _region_sum(Z.transpose(*_PIX).astype(np.float64), m, rebin)
+        B = draws.sizes["draw"]
+        out = np.sqrt(out**2 + np.maximum(b.values**2 - out**2 / B, 0.0))
     keep = {c: out.coords[c] for c in out.coords if out.coords[c].dims == ("energy",)}
     return xr.DataArray(out.values, dims=("energy",), coords=keep, name="flux_err",
                         attrs={"units": draws.attrs.get("units", "photon cm-2 s-1"),
                                "long_name": "standard error of the region's summed flux",
-                               "n_pixels": int(m.sum()), "n_draws": int(draws.sizes["draw"])})
+                               "n_pixels": int(m.sum()), "n_draws": int(draws.sizes["draw"]),
+                               "correction": correction or "none"})
 
 
 def region_spectrum(Z: xr.DataArray, region: Any, draws: xr.DataArray | None = None,
-                    rebin: int | None = None) -> xr.Dataset:
+                    rebin: int | None = None,
+                    correction: Literal["bias"] | None = None) -> xr.Dataset:
     """A region's summed spectrum ``flux`` (energy,) and, with ``draws``, its ``flux_err``
     (:func:`region_error`).
 
@@ -633,6 +655,8 @@ def region_spectrum(Z: xr.DataArray, region: Any, draws: xr.DataArray | None = N
         Bootstrap refits of ``Z`` (:func:`bootstrap`); without them there is no ``flux_err``.
     rebin : int, optional
         Sum this many consecutive channels.
+    correction : {"bias"}, optional
+        Bias-inflated ``flux_err`` (:func:`region_error`).
 
     Returns
     -------
@@ -651,7 +675,7 @@ def region_spectrum(Z: xr.DataArray, region: Any, draws: xr.DataArray | None = N
                "long_name": "summed flux over the region", "n_pixels": int(m.sum())})})
     if draws is not None:
         draws = _check_draws(draws, Z)
-        out["flux_err"] = region_error(draws, m, rebin=rebin)
+        out["flux_err"] = region_error(draws, m, rebin=rebin, Z=Z, correction=correction)
     return out
 
 
