@@ -7,7 +7,7 @@
 """
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.hifred)
-from . import kernels, operators, testing
+from . import kernels, operators, regions, sky, testing
 from ._store import OutputError, OutputExistsError
 from .checkpoint import CheckpointError
 from .fusion import FitWarning, RankWarning, fuse
@@ -29,6 +29,7 @@ __all__ = [
     "ProblemError", "make_problem", "validate", "open_problem", "save_problem",
     "rebin_factors", "fuse", "RankWarning", "FitWarning", "OutputError", "OutputExistsError",
     "OptionError", "CheckpointError", "forward", "forward_model", "kernels", "operators", "testing",
+    "sky", "regions",
     "uncertainty", "bootstrap", "region_error",
 ]
 
