@@ -187,14 +187,18 @@ def _select(da: xr.DataArray, idx: np.ndarray, vec: np.ndarray) -> xr.DataArray:
     return xr.dot(sub, w, dim="energy")
 
 
-def _moments(F: xr.DataArray, G: xr.DataArray, H: xr.DataArray
+def _moments(F: xr.DataArray, G: xr.DataArray, H: xr.DataArray, xa: float, xb: float
              ) -> tuple[xr.DataArray, xr.DataArray]:
-    """Mean offset and variance from the three linear sums (NaN where F <= 0)."""
-    ok = F > 0
-    Fs = F.where(ok)
+    """Mean offset and variance from the three linear sums.
+
+    NaN where F <= 0, and where no non-negative profile on the window's channels [xa, xb]
+    could give them: a mean outside [xa, xb] or a variance above ((xb - xa)/2)² (Popoviciu).
+    """
+    Fs = F.where(F > 0)
     mean = G / Fs
     var = H / Fs - mean**2
-    return mean, var
+    ok = (mean >= xa) & (mean <= xb) & (var <= 0.25 * (xb - xa) ** 2)
+    return mean.where(ok), var.where(ok)
 
 
 def _draw_std(a: xr.DataArray) -> xr.DataArray:
@@ -291,8 +295,13 @@ def line_map(
         \mathrm{Var}\,w^2 = \sum_j \sigma_j^2 \frac{(h_j - 2\bar x g_j
         + (\bar x^2 - w^2) f_j)^2}{F^2},
 
-    and :math:`\sigma_w = \sigma_{w^2}/(2w)`. Ratio estimators are biased and heavy-tailed at
-    low S/N; the propagated errors hold where :math:`F/\sigma_F` is large (hence ``min_snr``).
+    and :math:`\sigma_w = \sigma_{w^2}/(2w)`. Centroid, velocity and width are NaN where
+    :math:`F \le 0` (or is rounding: :math:`F \le 10^{-9}\,|f|^T|z|`), and where no
+    non-negative line on the window's channels could give the moments: a centroid outside
+    the window or :math:`w` above half its width (Popoviciu's bound); the same rule applies
+    to each draw, whose NaN estimates are left out of the spread. Ratio estimators are
+    biased and heavy-tailed at low S/N; the propagated errors hold where :math:`F/\sigma_F`
+    is large (hence ``min_snr``).
     """
     # ---- Z
     if not isinstance(Z, xr.DataArray):
@@ -404,14 +413,15 @@ def line_map(
     F = _select(Zf, idx, f)
     G = _select(Zf, idx, g)
     H = _select(Zf, idx, h)
-    xbar, var = _moments(F, G, H)
+    xa, xb = float(E[win[0]] - e0), float(E[win[-1]] - e0)
+    xbar, var = _moments(F, G, H, xa, xb)
     wid = np.sqrt(var.where(var > 0))
 
     nan = xr.full_like(F, np.nan)
     if errors == "draws":
         D = draws.astype(np.float64) if draws.dtype != np.float64 else draws
         Fd = _select(D, idx, f)
-        xd, vd = _moments(Fd, _select(D, idx, g), _select(D, idx, h))
+        xd, vd = _moments(Fd, _select(D, idx, g), _select(D, idx, h), xa, xb)
         wd = np.sqrt(vd.where(vd > 0))
         F_err = _draw_std(Fd)
         x_err = _draw_std(xd)
