@@ -162,6 +162,11 @@ def test_region_error_keeps_correlations():
     r2 = xf.region_error(D, mask, rebin=2)
     s = D.values[:, :, mask].sum(axis=-1)
     np.testing.assert_allclose(r2, (s[:, 0::2] + s[:, 1::2]).std(axis=0, ddof=1))
+    np.testing.assert_allclose(r2.energy, 0.5 * (D.energy[0::2].values + D.energy[1::2].values))
+    De = D.assign_coords(energy_lo=D.energy - 0.05, energy_hi=D.energy + 0.05)
+    r2e = xf.region_error(De, mask, rebin=2)
+    np.testing.assert_allclose(r2e.energy_lo, De.energy_lo[0::2])
+    np.testing.assert_allclose(r2e.energy_hi, De.energy_hi[1::2])
 
 
 def test_region_spectrum():

@@ -579,9 +579,10 @@ def _region_sum(cube: xr.DataArray, m: np.ndarray, rebin: int | None) -> xr.Data
                 or cube.sizes["energy"] % rebin:
             raise OptionError(f"rebin must be a whole number ≥ 1 dividing the "
                               f"{cube.sizes['energy']} channels, got {rebin!r}")
-        s = s.coarsen(energy=int(rebin)).sum()
-        s = s.assign_coords(energy=cube["energy"].coarsen(energy=int(rebin)).mean()) \
-            if "energy" in cube.coords else s
+        # bin centres: the mean; bin edges (energy_lo / energy_hi): the outer ones
+        funcs = {c: {"energy_lo": "min", "energy_hi": "max"}.get(c, "mean") for c in s.coords
+                 if "energy" in s.coords[c].dims}
+        s = s.coarsen(energy=int(rebin), coord_func=funcs).sum()
     return s
 
 
