@@ -548,28 +548,15 @@ def uncertainty(ds: xr.Dataset, Z: xr.DataArray, n_draws: int = 16,
 
 
 # -- regions --------------------------------------------------------------------------------
-def _mask(region: Any, shape: tuple[int, int]) -> np.ndarray:
-    """A boolean (y, x) mask from a mask (array / DataArray) or a list of (iy, ix)."""
-    if isinstance(region, xr.DataArray):
-        if set(region.dims) != {"y", "x"}:
-            raise OptionError(f"region: dims {region.dims} are not (y, x)")
-        region = region.transpose("y", "x").values
-    arr = np.asarray(region)
-    if arr.dtype == bool:
-        if arr.shape != shape:
-            raise OptionError(f"region: mask of shape {arr.shape}, the images are {shape}")
-        m = arr
-    else:
-        if arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype, np.integer):
-            raise OptionError("region must be a boolean (y, x) mask or a list of (iy, ix) "
-                              "pixel indices")
-        if (arr < 0).any() or (arr[:, 0] >= shape[0]).any() or (arr[:, 1] >= shape[1]).any():
-            raise OptionError(f"region: pixel indices outside the {shape} images")
-        m = np.zeros(shape, bool)
-        m[arr[:, 0], arr[:, 1]] = True
-    if not m.any():
-        raise OptionError("region: no pixel selected")
-    return m
+def _mask(region: Any, like: xr.DataArray) -> np.ndarray:
+    """A boolean (y, x) mask of the pixels ``region`` selects on ``like``'s images
+    (:func:`xfusion.regions.region_mask`: masks, pixel lists, sky circles, regions objects)."""
+    from .regions import RegionError, region_mask
+
+    try:
+        return np.asarray(region_mask(like, region).values, bool)
+    except RegionError as e:
+        raise OptionError(str(e)) from None
 
 
 def _region_sum(cube: xr.DataArray, m: np.ndarray, rebin: int | None) -> xr.DataArray:
@@ -622,7 +609,7 @@ def region_error(draws: xr.DataArray, region: Any, rebin: int | None = None,
     if correction is not None and Z is None:
         raise OptionError("correction='bias' needs Z= (the cube the draws are refits of)")
     draws = _check_draws(draws)
-    m = _mask(region, (draws.sizes["y"], draws.sizes["x"]))
+    m = _mask(region, draws.isel(draw=0))
     s = _region_sum(draws.astype(np.float64), m, rebin)
     out = s.std("draw", ddof=1)
     if correction == "bias":
@@ -667,7 +654,7 @@ def region_spectrum(Z: xr.DataArray, region: Any, draws: xr.DataArray | None = N
     if not isinstance(Z, xr.DataArray) or set(Z.dims) != set(_PIX):
         raise OptionError("Z must be a DataArray (energy, y, x)")
     Z = Z.transpose(*_PIX)
-    m = _mask(region, (Z.sizes["y"], Z.sizes["x"]))
+    m = _mask(region, Z)
     flux = _region_sum(Z.astype(np.float64), m, rebin)
     keep = {c: flux.coords[c] for c in flux.coords if flux.coords[c].dims == ("energy",)}
     out = xr.Dataset({"flux": xr.DataArray(
