@@ -8,7 +8,10 @@ its channels are wider than the window and it says nothing about velocities).
 
 Bright pixels: those where the truth's line flux has S/N > 5 at Y's exposure as if Y's photons
 were collected on Z's pixels (σ_j = √(Z_true,j / (t_Y A_Y,j)), propagated by ``line_map``).
-A NaN estimate inside the mask (flux ≤ 0) is counted (``nan``) and left out of the rms.
+A method's NaN estimates inside the mask (no positive line flux, or moments no line in the
+window could give) are counted, ``(n)``; the rms of every method is over the same pixels, those
+of the mask where all methods give a velocity (``common``), and ``true std`` is the spread of
+the truth's velocities there.
 
 Fields: the scenarios ``gaussian_6kev`` (X has Z's channels, 21 eV response) and
 ``gaussian_1kev_rebin`` (X's channels are 15 eV, 40 of Z's), and ``gaussian_6kev+shear``: the
@@ -59,10 +62,9 @@ def field(name: str, scale: float, seed: int, shear: float = 3000.0):
     return ds
 
 
-def rms(est: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+def rms(est: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
     d = (est - ref)[mask]
-    ok = np.isfinite(d)
-    return (float(np.sqrt(np.mean(d[ok] ** 2))) if ok.any() else np.nan), int((~ok).sum())
+    return float(np.sqrt(np.mean(d**2))) if d.size else np.nan
 
 
 def main(argv=None) -> int:
@@ -78,7 +80,8 @@ def main(argv=None) -> int:
     print("command: python benchmarks/bench_lines.py " + " ".join(sys.argv[1:] if argv is None
                                                                   else argv))
     print(f"scale {a.scale}, seed {a.seed}; velocity rms error (km/s) vs the truth's line map "
-          f"over pixels with true line S/N > {a.snr:g}; (n) = NaN estimates in the mask")
+          f"over pixels with true line S/N > {a.snr:g} (pix) where every method gives one "
+          f"(common); (n) = a method's NaN estimates in the mask")
     for name in a.fields:
         t0 = time.perf_counter()
         ds = field(name, a.scale, a.seed)
@@ -99,7 +102,7 @@ def main(argv=None) -> int:
               + ", ".join(f"{r} {z.attrs['bench_wall']:.1f} ({z.attrs['iterations']} it)"
                           for r, z in fused.items()) + ")")
         cols = list(est)
-        print(f"{'line':>8} {'window keV':>15} {'pix':>5} {'true std':>8} "
+        print(f"{'line':>8} {'window keV':>15} {'pix':>5} {'common':>6} {'true std':>8} "
               + " ".join(f"{c:>12}" for c in cols)
               + " " + " ".join(f"{r + '/Y':>9}" for r in fused))
         for ln in LINES_OF[name]:
@@ -116,11 +119,13 @@ def main(argv=None) -> int:
                 print(head + "  fewer than 10 bright pixels")
                 continue
             vt = ref.velocity.values
-            res = {c: rms(xf.lines.line_map(z, ln).velocity.values, vt, mask)
-                   for c, z in est.items()}
-            print(head + f" {np.std(vt[mask]):8.0f} "
-                  + " ".join(f"{r:7.0f} ({n:2d})" for r, n in res.values())
-                  + " " + " ".join(f"{res[r][0] / res['Y only'][0]:9.3f}" for r in fused))
+            v = {c: xf.lines.line_map(z, ln).velocity.values for c, z in est.items()}
+            nan = {c: int((mask & ~np.isfinite(x)).sum()) for c, x in v.items()}
+            common = mask & np.logical_and.reduce([np.isfinite(x) for x in v.values()])
+            res = {c: rms(x, vt, common) for c, x in v.items()}
+            print(head + f" {int(common.sum()):6d} {np.std(vt[common]):8.0f} "
+                  + " ".join(f"{res[c]:7.0f} ({nan[c]:2d})" for c in v)
+                  + " " + " ".join(f"{res[r] / res['Y only']:9.3f}" for r in fused))
         print(f"(field {time.perf_counter() - t0:.1f} s)")
     return 0
 
