@@ -202,7 +202,12 @@ def _moments(F: xr.DataArray, G: xr.DataArray, H: xr.DataArray, xa: float, xb: f
 
 
 def _draw_std(a: xr.DataArray) -> xr.DataArray:
-    return a.std("draw", ddof=1, skipna=True)
+    """Standard deviation over ``draw`` of the finite values (ddof 1; NaN with fewer than 2)."""
+    ok = a.notnull()
+    n = ok.sum("draw")
+    mean = a.fillna(0).sum("draw") / n.where(n > 0)
+    d2 = ((a - mean) ** 2).where(ok).fillna(0).sum("draw")
+    return np.sqrt(d2 / (n - 1).where(n >= 2))
 
 
 # ----------------------------------------------------------------------------- main
