@@ -809,6 +809,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"xfusion {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:         # the reader went away (| head): not an error
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:  # pragma: no cover
+            pass
+        return 0
     except KeyboardInterrupt:
         hint = ""
         if getattr(args, "checkpoint", None) and os.path.exists(args.checkpoint):

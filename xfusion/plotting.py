@@ -306,7 +306,7 @@ def band_label(cube: Any) -> str:
 
 def maps(images: Mapping[str, Any], target: Any = None, *, units: Mapping[str, str] | None = None,
          cmaps: Mapping[str, str] | None = None, symmetric: Sequence[str] = (),
-         suptitle: str | None = None):
+         suptitle: str | None = None, robust: bool = True):
     """(y, x) maps side by side, each with its own colour bar.
 
     Parameters
@@ -319,6 +319,9 @@ def maps(images: Mapping[str, Any], target: Any = None, *, units: Mapping[str, s
     cmaps : mapping of title -> colormap name, optional (default ``viridis``)
     symmetric : titles whose colour scale is centred on 0 (``RdBu_r``), e.g. velocities
     suptitle : str, optional
+    robust : bool
+        Colour scales from the 1st to the 99th percentile (a few edge pixels with huge
+        relative errors do not wash out the map); ``False``: the full range.
     """
     plt = require_matplotlib()
     items = list(images.items())
@@ -329,9 +332,13 @@ def maps(images: Mapping[str, Any], target: Any = None, *, units: Mapping[str, s
             raise ValueError(f"maps: {title!r} has shape {img.shape}, expected (y, x)")
         ext, unit = _extent(m, img.shape)
         kw = {"cmap": (cmaps or {}).get(title, "viridis")}
+        finite = img[np.isfinite(img)]
         if title in symmetric:
-            lim = float(np.nanmax(np.abs(img))) if np.isfinite(img).any() else 1.0
+            a = np.abs(finite)
+            lim = float(np.percentile(a, 99) if robust else a.max()) if a.size else 1.0
             kw.update(cmap="RdBu_r", vmin=-lim, vmax=lim)
+        elif robust and finite.size:
+            kw.update(vmin=float(np.percentile(finite, 1)), vmax=float(np.percentile(finite, 99)))
         im = ax.imshow(img, origin="lower", extent=ext, **kw)
         ax.set_title(title)
         ax.set_xlabel(f"x ({unit})")
