@@ -254,7 +254,7 @@ def test_gammapy_reads_our_rmf(tmp_path, grids):
                                rtol=1e-6)
     np.testing.assert_allclose(k.axes["energy_true"].edges.to_value("keV")[1:],
                                ours["energy_hi"], rtol=1e-6)
-    # channels from 1 (TLMIN = 1): gammapy ignores TLMIN (DESIGN.md §6) and comes out shifted by
+    # channels from 1 (TLMIN = 1): gammapy ignores TLMIN and comes out shifted by
     # one channel; we place the groups where TLMIN says
     M1 = M.copy()
     M1[:, -1] = 0  # keep gammapy's shifted groups inside its array

@@ -1,4 +1,4 @@
-"""The one private module that owns the dask side of xfusion (STYLE.md, dask points).
+"""The one private module that owns the dask side of xfusion.
 
 * :func:`plan_chunks` chooses the chunks of the cube Z from the problem's chunks: regular
   chunks, boundaries on multiples of the rebinning factors (so the block sum of Y never

@@ -1,7 +1,7 @@
 """The fusion problem as one :class:`xarray.Dataset`: construction, validation, Zarr I/O.
 
-Schema (DESIGN.md §2)
----------------------
+Schema (also in docs/api.md)
+----------------------------
 =============  =======================================  ===============================================
 variable       dims                                     meaning
 =============  =======================================  ===============================================
@@ -281,7 +281,7 @@ def _check_counts(ds: xr.Dataset, name: str) -> None:
 
 
 def validate(ds: xr.Dataset) -> Factors:
-    """Check that ``ds`` is a well-formed fusion problem (DESIGN.md §2).
+    """Check that ``ds`` is a well-formed fusion problem (the schema above).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-r"""Regularizers φ of the fusion objective (DESIGN.md §1) with the solver's interface.
+r"""Regularizers φ of the fusion objective (docs/index.md) with the solver's interface.
 
 Each regularizer has ``value(x)``, ``prox(v, step)`` (the prox of ``step·φ`` plus any
 constraint), an optional ``smooth`` part (value / grad, folded into the gradient step), and for

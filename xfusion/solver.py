@@ -1,6 +1,6 @@
 r"""The HIFReD iteration: accelerated proximal gradient with automatic steps.
 
-Problem (DESIGN.md §1), over the cube Z or low-rank coefficients W (Z = V W):
+Problem (docs/index.md), over the cube Z or low-rank coefficients W (Z = V W):
 
 .. math::
 

@@ -1523,7 +1523,7 @@ def brightness_k(coarse, k_min: float = 0.5, k_max: float = 3.0, pivot: float = 
     r"""Per-voxel threshold multiplier from the brightness of the coarse scale.
 
     Dim voxels get ``k → k_max`` (threshold hard: keep only strong features), bright ones
-    ``k → k_min`` (keep detail where the signal is strong), following DESIGN.md.
+    ``k → k_min`` (keep detail where the signal is strong).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""The composed forward model μ_X(Z), μ_Y(Z) of DESIGN.md §1 and its adjoints."""
+"""The composed forward model μ_X(Z), μ_Y(Z) (docs/index.md) and its adjoints."""
 
 from __future__ import annotations
 
