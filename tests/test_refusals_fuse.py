@@ -220,6 +220,18 @@ def test_overwrite_replaces_only_a_store_of_its_kind(stored, tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]   # no litter
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_stores_follow_the_umask(ds, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        xf.fuse(ds, "none", **FAST, output=tmp_path / "f.zarr")
+        xf.save_problem(ds, tmp_path / "p.zarr")
+    finally:
+        os.umask(old)
+    for name in ("f.zarr", "p.zarr"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o777 & ~umask
+
+
 def test_unwritable_directory_is_refused_before_solving(stored, tmp_path, monkeypatch):
     pds, _ = stored
     monkeypatch.setattr(_store, "_writable", lambda d: False)
