@@ -308,7 +308,7 @@ def fuse(
     k_range = opts["k_range"] or DEFAULT_K_RANGE.get(regularizer, (0.5, 3.0))
     _check_outputs(ds, output=output, checkpoint=checkpoint, resume=resume,
                    overwrite=overwrite, shape=(L, M, N), dtype=dtype,
-                   rank=rank if regularizer in ("lrs", "lrw2d", "lr") else None)
+                   rank=rank if regularizer in ("lrs", "lrw2d", "lr") else L)
     # -- numpy or dask (docs/scaling.md) -------------------------------------------------
     from . import _dask
 
@@ -532,7 +532,8 @@ def _check_outputs(ds, *, output, checkpoint, resume, overwrite, shape, dtype, r
     source = ds.encoding.get("source")
     L, M, N = shape
     item = np.dtype(dtype).itemsize
-    nx = (rank if isinstance(rank, int) else L) * M * N * item if rank else L * M * N * item
+    # the iterate: (rank, M, N) for the low-rank regularizers ("auto": at most L), else Z
+    nx = (rank if isinstance(rank, int) else L) * M * N * item
     if resume is not None and not os.path.exists(os.fspath(resume)):
         raise FileNotFoundError(f"resume: no checkpoint at {resume}")
     if output is not None:
