@@ -548,6 +548,27 @@ def _check_outputs(ds, *, output, checkpoint, resume, overwrite, shape, dtype, r
                      nbytes=0 if continuing else 2 * 4 * nx)
 
 
+def misfits(attrs: dict) -> list[tuple[str, str, float, float, float]]:
+    """The instruments whose counts a result does not explain (see :func:`_warn_fit`).
+
+    Returns
+    -------
+    list of (instrument, "high" or "low", C, E, z)
+        ``z = (C - E) / σ``; empty when both fit.
+    """
+    out = []
+    for inst in ("X", "Y"):
+        c, e, sd = (attrs.get(f"cstat_{inst}{k}") for k in ("", "_expected", "_sigma"))
+        if c is None or not e or not sd:
+            continue
+        z = (c - e) / sd
+        if c > FIT_HIGH * e and z > FIT_SIGMA:
+            out.append((inst, "high", c, e, z))
+        elif c < FIT_LOW * e and z < -FIT_SIGMA:
+            out.append((inst, "low", c, e, z))
+    return out
+
+
 def _warn_fit(attrs: dict, regularizer: str, rank: int | None, converged: bool = True) -> None:
     r"""Warn (:class:`FitWarning`) when the result does not explain either instrument's counts.
 
@@ -570,12 +591,8 @@ def _warn_fit(attrs: dict, regularizer: str, rank: int | None, converged: bool =
     """
     late = "" if converged else (" (the run stopped at max_iter before converging: more "
                                  "iterations may be all it needs)")
-    for inst in ("X", "Y"):
-        c, e, sd = (attrs.get(f"cstat_{inst}{k}") for k in ("", "_expected", "_sigma"))
-        if c is None or not e or not sd:
-            continue
-        z = (c - e) / sd
-        if c > FIT_HIGH * e and z > FIT_SIGMA:
+    for inst, verdict, c, e, z in misfits(attrs):
+        if verdict == "high":
             if rank is not None and inst == "Y" and converged:
                 warnings.warn(
                     f"rank {rank}: the fused cube's spectra describe Y's counts with a "
@@ -591,7 +608,7 @@ def _warn_fit(attrs: dict, regularizer: str, rank: int | None, converged: bool =
                     f"regularization may be too strong, or the data hold what the model "
                     f"leaves out (background, sources outside the field){late}", FitWarning,
                     stacklevel=4)
-        elif c < FIT_LOW * e and z < -FIT_SIGMA:
+        else:
             warnings.warn(
                 f"{regularizer}: the fused cube fits {inst}'s noise: C-statistic {c / e:.2f} "
                 f"times its expectation ({z:+.0f} sigma); the regularization is too weak "

@@ -275,16 +275,9 @@ def _refit(i: int, ds: xr.Dataset, Z: np.ndarray, mu_X: np.ndarray, mu_Y: np.nda
 
 def _misfit(attrs: dict) -> int:
     """1 if :func:`xfusion.fuse` warned (:class:`xfusion.FitWarning`) for these attrs."""
-    from .fusion import FIT_HIGH, FIT_LOW, FIT_SIGMA
+    from .fusion import misfits
 
-    for inst in ("X", "Y"):
-        c, e, sd = (attrs.get(f"cstat_{inst}{k}") for k in ("", "_expected", "_sigma"))
-        if c is None or not e or not sd:
-            continue
-        z = (c - e) / sd
-        if (c > FIT_HIGH * e and z > FIT_SIGMA) or (c < FIT_LOW * e and z < -FIT_SIGMA):
-            return 1
-    return 0
+    return int(bool(misfits(attrs)))
 
 
 class _Progress:
@@ -293,9 +286,9 @@ class _Progress:
 
     def __call__(self, done: int) -> None:
         el = time.perf_counter() - self.t0
-        eta = el / done * (self.n - done) if done else float("nan")
+        eta = f"{el / done * (self.n - done):6.1f} s" if done else "     —  "
         self.stream.write(f"\rbootstrap: draw {done}/{self.n}  elapsed {el:6.1f} s  "
-                          f"eta {eta:6.1f} s ")
+                          f"eta {eta} ")
         self.stream.flush()
         if done == self.n:
             self.stream.write("\n")
