@@ -43,3 +43,19 @@ def test_example_files_to_problem(tmp_path):
     img, ref = ds.X.sum("energy_coarse").values, mx.sum("energy_coarse").values
     assert np.corrcoef(img.ravel(), ref.ravel())[0, 1] > 0.98
     assert not bool(ds.observed_Y.values[xf.io.RESOLVE_PIXEL_MAP == 12][0])
+
+
+def test_science_out_example_runs(tmp_path, capsys):
+    """examples/science_out.py end to end on a small cube: velocity map, spectrum, fit."""
+    import importlib.util
+
+    path = os.path.join(HERE, "..", "examples", "science_out.py")
+    spec = importlib.util.spec_from_file_location("science_out", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.main(["--scale", "0.25", "--draws", "2", "--out", str(tmp_path)])
+    assert out["velocity"].velocity.notnull().any()
+    assert 6.6 < out["fit"][2] < 6.72 and (out["fit_err"] > 0).all()
+    assert sorted(os.listdir(tmp_path)) == ["bright.arf", "bright.pha", "bright.rmf",
+                                            "cube.fits"]
+    assert "region spectrum: line at" in capsys.readouterr().out
