@@ -48,9 +48,14 @@ class Checkpointer:
         self.every = int(every)
         self.meta = dict(meta or {})
 
-    def __call__(self, state, force: bool = False) -> None:
-        if force or (state.iteration > 0 and state.iteration % self.every == 0):
+    def __call__(self, state, rel: float | None = None) -> None:
+        """A solver callback: write when ``state.iteration`` is a multiple of ``every``."""
+        if state.iteration > 0 and state.iteration % self.every == 0:
             save_state(self.path, state, self.meta)
+
+    def finish(self, state) -> None:
+        """Write the final state (the solver calls this at the end of the run)."""
+        save_state(self.path, state, self.meta)
 
 
 def save_state(path: str | os.PathLike, state, meta: dict | None = None) -> None:
@@ -72,7 +77,7 @@ def save_state(path: str | os.PathLike, state, meta: dict | None = None) -> None
     ds.attrs.update({
         "t": state.t, "step": state.step, "iteration": state.iteration,
         "history": json.dumps(state.history), "steps": json.dumps(state.steps),
-        "calm": state.calm, "converged": int(state.converged),
+        "quiet": state.quiet, "converged": int(state.converged),
         "meta": json.dumps(meta or {}), "complete": 1, MARK: "checkpoint",
     })
     write_slot(os.fspath(path), lambda store: ds.to_zarr(store, mode="w", consolidated=True))
@@ -127,7 +132,8 @@ def load_state(path: str | os.PathLike, chunks=None):
         st = SolverState(x=ds["x"].data, x_prev=ds["x_prev"].data, t=float(a["t"]),
                          step=float(a["step"]), iteration=int(a["iteration"]),
                          history=json.loads(a["history"]), steps=json.loads(a["steps"]),
-                         calm=int(a["calm"]), converged=bool(a["converged"]), reg_state=reg,
+                         quiet=int(a["quiet"] if "quiet" in a else a["calm"]),
+                         converged=bool(a["converged"]), reg_state=reg,
                          metric=ds["metric"].data if "metric" in ds else None)
         meta = json.loads(a.get("meta", "{}"))
     except (KeyError, ValueError, OSError) as e:

@@ -29,13 +29,13 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 
+from .options import REGULARIZERS
+
 __all__ = ["main", "demo", "metrics_table"]
 
 DEFAULT_SCENARIO = "gaussian_1kev_rebin"
 DEFAULT_SCALE = 0.5
 DEFAULT_REGULARIZER = "lrs"
-REGULARIZERS = ("w2d1d", "lrs", "lrw2d", "lr", "none")
-METRICS = ("NMSE", "aSAM", "acSSIM", "ERGAS")
 PLOTS = {
     "amplitude": "amplitude_maps.png",
     "spectra": "spectra.png",

@@ -1,4 +1,13 @@
-"""Functionals of the fusion objective: value, gradient where smooth, prox where not.
+r"""Functionals of the fusion objective and the contract every one of them keeps.
+
+:class:`Functional` is that contract (PyProximal's ``ProxOperator`` and SCICO's
+``Functional`` are the models): ``value(x)`` is valid for any ``x``; a differentiable
+functional has ``grad(x)``; a prox-friendly one has ``prox(v, step, metric=None)``, the
+minimiser of :math:`\varphi(u) + \|u - v\|^2_{P^{-1}} / 2s` with the solver's diagonal
+metric :math:`P` (``None``: the identity); the class attributes ``has_grad`` and
+``has_prox`` declare which. Functionals whose prox adapts to the data (the starlet
+thresholds) also implement the hooks ``frozen``, ``end_iteration``, ``state`` and
+``set_state``; the defaults here make them no-ops, so the solver never probes for them.
 
 Every functional here works on numpy and dask arrays alike (element-wise operations and
 reductions only); reductions are accumulated in float64 whatever the array dtype.
@@ -6,12 +15,13 @@ reductions only); reductions are accumulated in float64 whatever the array dtype
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
 from scipy.special import xlogy
 
-__all__ = ["PoissonLoss", "Sobolev", "Positivity", "soft_threshold", "total"]
+__all__ = ["Functional", "PoissonLoss", "Sobolev", "Positivity", "Zero", "soft_threshold", "total"]
 
 #: fewest elements per block of the Poisson loss's threaded pass
 _LOSS_BLOCK = 1 << 17
@@ -27,7 +37,62 @@ def soft_threshold(w, thresh):
     return np.sign(w) * np.maximum(np.abs(w) - thresh, 0)
 
 
-class PoissonLoss:
+class Functional:
+    r"""The contract of a term of the objective (see the module docstring).
+
+    Subclasses override :meth:`value` and, as they declare with ``has_grad`` / ``has_prox``,
+    :meth:`grad` / :meth:`prox`. The adaptive hooks default to a functional that does not
+    change during the run.
+    """
+
+    #: ``grad`` is implemented (the term is smooth and goes into the gradient step)
+    has_grad: bool = False
+    #: ``prox`` is implemented (the term is applied by the proximal step)
+    has_prox: bool = False
+    #: the prox depends on the solver's metric and asks the solver to hold the metric once
+    #: :attr:`frozen` (:class:`xfusion.solver.FISTA`)
+    hold_metric: bool = False
+    #: the functional no longer changes (adaptive ones: their thresholds are frozen)
+    frozen: bool = True
+
+    def value(self, x) -> float:
+        """The value at any ``x``."""
+        raise NotImplementedError(f"{type(self).__name__}.value")
+
+    def grad(self, x):
+        """The gradient at ``x`` (``has_grad``)."""
+        raise NotImplementedError(f"{type(self).__name__} is not differentiable")
+
+    def prox(self, v, step: float, metric=None):
+        r"""The prox of ``step`` × the functional at ``v`` in the metric ``metric`` (a
+        diagonal :math:`P` or None) (``has_prox``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no prox")
+
+    def prox_value(self, x) -> float:
+        """The value at ``x``, the output of the last :meth:`prox`, as the objective counts it
+        (the value by default; an approximate prox reports its own surrogate)."""
+        return self.value(x)
+
+    def lipschitz(self) -> float | None:
+        """An upper bound of the gradient's Lipschitz constant, if known (for the EM metric)."""
+        return None
+
+    def diag(self) -> float | None:
+        """The largest diagonal entry of the Hessian, if known (for the Jacobi metric)."""
+        return None
+
+    def end_iteration(self, iteration: int) -> None:
+        """Called by the solver after iteration ``iteration`` (adaptive functionals)."""
+
+    def state(self) -> dict:
+        """What a checkpoint must keep to continue the run (adaptive functionals)."""
+        return {}
+
+    def set_state(self, s: dict) -> None:
+        """Restore :meth:`state`."""
+
+
+class PoissonLoss(Functional):
     r"""Negative Poisson log-likelihood of counts ``D`` given expected counts ``μ``, as a deviance.
 
     .. math::
@@ -57,7 +122,11 @@ class PoissonLoss:
     Notes
     -----
     Gradient :math:`\partial f / \partial \mu_i = 1 - D_i/\mu_i` (above :math:`\varepsilon`).
+    A functional of the expected counts μ, not of the unknown
+    (:class:`xfusion.likelihood.PoissonLikelihood` composes it with the model).
     """
+
+    has_grad = True
 
     def __init__(self, D, eps: float = 1e-6, dtype=np.float64):
         self.D = D.astype(dtype) if hasattr(D, "astype") else np.asarray(D, dtype)
@@ -278,7 +347,7 @@ def _dask_xlogy(D):
     return da.map_blocks(xlogy, Df, Df, dtype=np.float64)
 
 
-class Sobolev:
+class Sobolev(Functional):
     r"""Smooth spatial penalty :math:`\varphi(W) = w \sum_r \|\nabla W_r\|_2^2`.
 
     :math:`\nabla` is the pair of first differences along y and x (no wrap-around; Neumann
@@ -307,6 +376,8 @@ class Sobolev:
     shift chunk boundaries by one pixel (slivers of one pixel), and the solver feeds the
     gradient back into the iterate, so the chunks would multiply every iteration.
     """
+
+    has_grad = True
 
     def __init__(self, weight: float):
         self.weight = float(weight)
@@ -380,11 +451,34 @@ def _diff_adjoint(d, axis):
     return -np.diff(p, axis=axis)
 
 
-class Positivity:
-    """Indicator of the non-negative orthant; prox = projection ``max(v, 0)``."""
+class Positivity(Functional):
+    r"""Indicator of the non-negative orthant, :math:`\iota_{x \ge 0}`: 0 where every entry is
+    non-negative, :math:`+\infty` elsewhere; prox = projection ``max(v, 0)`` (in any diagonal
+    metric)."""
+
+    has_prox = True
+
+    def value(self, x) -> float:
+        return 0.0 if float(x.min()) >= 0 else math.inf
+
+    def prox(self, v, step: float, metric=None):
+        return np.maximum(v, 0)
+
+    def prox_value(self, x) -> float:
+        return 0.0  # a projection's output is feasible (no pass over x to check it)
+
+
+class Zero(Functional):
+    """φ = 0, the unconstrained case; prox = identity."""
+
+    has_grad = True
+    has_prox = True
 
     def value(self, x) -> float:
         return 0.0
 
-    def prox(self, v, step: float):
-        return np.maximum(v, 0)
+    def grad(self, x):
+        return 0 * x
+
+    def prox(self, v, step: float, metric=None):
+        return v

@@ -14,31 +14,30 @@ import xarray as xr
 
 from . import sky
 from ._store import OutputError, check_output, same_path, write_store
+from .builders import build
 from .checkpoint import check_identity, problem_fingerprint
-from .functionals import Sobolev, total
+from .likelihood import PoissonLikelihood
 from .operators import ForwardModel
 from .operators.base import is_dask
-from .options import check_options
+from .options import DEFAULT_K_RANGE, FuseOptions, Regularizer  # noqa: F401 (re-exported)
 from .parametrization import FullCube, LowRank, choose_rank, nmf_subspace
 from .problem import ProblemError, validate
-from .regularizers import NoRegularizer, SmoothOnly, StarletL1
 from .solver import (
     FISTA,
-    HELD_PATIENCE,
+    HOLD_PATIENCE,
     PATIENCE,
     Checkpointer,
     ProgressBar,
+    RelativeChange,
     SolverState,
     load_state,
 )
+from .steps import step_size
 
 __all__ = ["fuse", "initial_guess", "DEFAULT_TOL"]
 
 #: Default relative-change tolerance of the objective (see docs/solver.md for how it was chosen).
 DEFAULT_TOL = 1e-6
-
-Regularizer = Literal["w2d1d", "lrs", "lrw2d", "lr", "none"]
-
 
 def _blocks(a, vM, vN):
     L, M, N = a.shape
@@ -108,25 +107,6 @@ def _initial_guess_dask(ds, f, tY, aY, dtype):
     floor = 1e-3 * max(float(Z.mean()), 1e-30)
     return (Z + floor).astype(dtype)
 
-
-def _curvature(param, lossX, lossY, x, rng, smooth=None) -> float:
-    """Mean curvature of the data term (Rayleigh quotient along a random direction)."""
-    d = rng.standard_normal(x.shape).astype(x.dtype) * (1e-3 * float(np.abs(x).mean()) + 1e-30)
-    mu0 = param.forward(x)
-    mu1 = param.forward(x + d)
-    g0 = param.adjoint(lossX.grad(mu0[0]), lossY.grad(mu0[1]))
-    g1 = param.adjoint(lossX.grad(mu1[0]), lossY.grad(mu1[1]))
-    return total((g1 - g0) * d) / total(d * d)
-
-
-def _starlet(kind: str, J2: int, J1: int, shape):
-    from .wavelets_bands import starlet_bands
-
-    return starlet_bands(kind, J2, J1, shape)
-
-
-#: default ``k_range`` of the brightness-dependent threshold, per regularizer (measured)
-DEFAULT_K_RANGE = {"w2d1d": (4.0, 8.0), "lrw2d": (0.1, 1.0)}
 
 #: a result whose C-statistic exceeds this many times its expectation (and by more than
 #: FIT_SIGMA σ) does not explain the counts (:class:`FitWarning`)
@@ -294,39 +274,29 @@ def fuse(
     t0 = time.perf_counter()
     validate(ds)
     L, M, N = ds.sizes["energy"], ds.sizes["y"], ds.sizes["x"]
-    opts = check_options(regularizer, shape=(L, M, N),
-                         n_pixels_Y=ds.sizes["y_coarse"] * ds.sizes["x_coarse"], rank=rank,
-                         mu_sobolev=mu_sobolev, k=k, k_range=k_range, J2=J2, J1=J1, tol=tol,
-                         patience=patience, max_iter=max_iter, init=init, dtype=dtype,
-                         progress=progress, checkpoint_every=checkpoint_every, spatial=spatial,
-                         adapt_iter=adapt_iter, eps=eps, metric=metric,
-                         acceleration=acceleration)
-    rank, mu_sobolev, k, J2, J1, tol, patience, max_iter, dtype, eps, adapt_iter = (
-        opts[n] for n in ("rank", "mu_sobolev", "k", "J2", "J1", "tol", "patience",
-                          "max_iter", "dtype", "eps", "adapt_iter"))
-    init = opts.get("init")
-    k_range = opts["k_range"] or DEFAULT_K_RANGE.get(regularizer, (0.5, 3.0))
+    opts = FuseOptions.check(
+        regularizer, shape=(L, M, N), n_pixels_Y=ds.sizes["y_coarse"] * ds.sizes["x_coarse"],
+        rank=rank, mu_sobolev=mu_sobolev, k=k, k_range=k_range, J2=J2, J1=J1, tol=tol,
+        patience=patience, max_iter=max_iter, init=init, dtype=dtype, progress=progress,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+        spatial=spatial, adapt_iter=adapt_iter, eps=eps, metric=metric,
+        acceleration=acceleration, output=output, chunks=chunks, overwrite=overwrite)
     _check_outputs(ds, output=output, checkpoint=checkpoint, resume=resume,
-                   overwrite=overwrite, shape=(L, M, N), dtype=dtype,
-                   rank=rank if regularizer in ("lrs", "lrw2d", "lr") else L)
+                   overwrite=overwrite, shape=(L, M, N), dtype=opts.dtype,
+                   rank=opts.rank if opts.low_rank else L)
     # -- numpy or dask (docs/scaling.md) -------------------------------------------------
     from . import _dask
 
     own_cluster = None
     if chunks is None and not (is_dask(ds.X.data) or is_dask(ds.Y.data)) \
-            and _dask.needs_cluster((L, M, N), dtype):
-        chunks = "auto"  # does not fit in memory: chunk it, on a cluster
+            and _dask.needs_cluster((L, M, N), opts.dtype):
+        opts = opts.replace(chunks="auto")  # does not fit in memory: chunk it, on a cluster
         if client is None and _dask.active_client() is None:
             own_cluster = _start_local_cluster()
             client = own_cluster[1]
-    kw = dict(rank=rank, mu_sobolev=mu_sobolev, k=k, k_range=k_range, J2=J2, J1=J1, tol=tol,
-              patience=patience, max_iter=max_iter, init=init, dtype=dtype, progress=progress,
-              checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-              spatial=spatial, adapt_iter=adapt_iter, eps=eps, metric=metric,
-              acceleration=acceleration, output=output, chunks=chunks, overwrite=overwrite)
     try:
         with client.as_current() if client is not None else contextlib.nullcontext():
-            return _fuse(ds, regularizer, t0, **kw)
+            return _fuse(ds, opts, t0)
     finally:
         if own_cluster is not None:
             own_cluster[1].close()
@@ -342,20 +312,91 @@ def _start_local_cluster():
     return cluster, Client(cluster)
 
 
-def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, patience,
-          max_iter, init, dtype, progress, checkpoint, checkpoint_every, resume, spatial,
-          adapt_iter, eps, metric, acceleration, output, chunks, overwrite) -> xr.DataArray:
-    """The body of :func:`fuse`, with validated arguments, under the chosen scheduler."""
+def _fuse(ds: xr.Dataset, opts: FuseOptions, t0: float) -> xr.DataArray:
+    """The body of :func:`fuse`, with checked options, under the chosen scheduler."""
+    ds, zchunks, spatial = _chunked(ds, opts)
+    model = ForwardModel.from_dataset(ds, spatial=spatial)
+    if zchunks is not None:
+        model.set_chunks(zchunks)
+    param, trials = _parametrization(ds, model, opts)
+    rank = param.rank if opts.low_rank else opts.rank
+    x0 = _start(ds, param, opts, zchunks)
+    likelihood = PoissonLikelihood(param, ds.X.data, ds.Y.data, opts.eps, opts.dtype)
+    built = build(opts, likelihood, x0)
+    hyper: dict = {"regularizer": opts.regularizer}
+    if trials is not None:
+        hyper["rank_trials"] = [f"{t['rank']}: C/E {t['ratio']:.3f} ({t['z']:+.0f} sigma)"
+                                for t in trials]
+    hyper.update(built.hyper)
+    hyper.update(solver="fista", metric=opts.metric, acceleration=int(opts.acceleration))
+    callbacks: list = [ProgressBar(opts.max_iter)] if opts.progress else []
+    meta = {"regularizer": opts.regularizer, "shape": list(model.shape),
+            "dtype": str(opts.dtype),
+            "problem": problem_fingerprint(ds) if (opts.checkpoint or opts.resume) else None,
+            "settings": opts.settings() | {"rank": rank if isinstance(rank, str)
+                                           else int(rank)}}
+    if opts.checkpoint is not None:
+        callbacks.append(Checkpointer(opts.checkpoint, opts.checkpoint_every, meta))
+    solver = FISTA(likelihood, built.prox, built.smooth, step=step_size(opts.metric),
+                   stop=RelativeChange(opts.tol, opts.patience), max_iter=opts.max_iter,
+                   callbacks=callbacks, momentum=opts.acceleration)
+    state = _resume(opts, meta, param, zchunks) if opts.resume is not None else None
+    t_setup = time.perf_counter() - t0
+    st: SolverState = solver.run(x0=x0, state=state)
+    t_iter = time.perf_counter() - t0 - t_setup
+
+    Z = param.to_cube(st.x)
+    if is_dask(Z) and opts.output is None:
+        Z = Z.compute()
+    coords = {c: ds.coords[c] for c in ds.coords
+              if set(ds.coords[c].dims) <= {"energy", "y", "x"}}
+    coords = sky.cube_coords(ds, coords)      # units on all; ra/dec with a WCS
+    attrs = {
+        "units": "photon cm-2 s-1",
+        "long_name": "fused photon flux per voxel",
+        **hyper,
+        "tol": float(opts.tol), "max_iter": int(opts.max_iter),
+        "patience": PATIENCE if opts.patience is None else int(opts.patience),
+        "dtype": str(opts.dtype),
+        "iterations": int(st.iteration),
+        "converged": int(st.converged),
+        "objective": float(st.history[-1]),
+        "wall_time": float(time.perf_counter() - t0),
+        "setup_time": float(t_setup),
+        "iteration_time": float(t_iter),
+        "objective_history": [float(v) for v in st.history],
+        "spatial_method": model.spatial_method,
+    }
+    if opts.patience is None and built.prox.hold_metric:
+        attrs["held_patience"] = HOLD_PATIENCE      # the default once the metric is held
+    attrs.update(_fit_attrs(param, st.x, ds.X.data, ds.Y.data))
+    _warn_fit(attrs, opts.regularizer,
+              int(rank) if opts.low_rank and trials is None else None,
+              converged=bool(st.converged))
+    if not math.isfinite(attrs["objective"]):
+        attrs["objective"] = None
+    attrs.update(sky.cube_attrs(ds))          # Conventions, and the WCS string if any
+    out = xr.DataArray(Z, dims=("energy", "y", "x"), coords=coords, attrs=attrs, name="Z")
+    if opts.output is not None:
+        out = _write_output(out, opts.output, opts.overwrite, opts.checkpoint)
+    return out
+
+
+def _chunked(ds: xr.Dataset, opts: FuseOptions):
+    """The problem as the solver sees it: unobserved pixels of Y zeroed, and on the dask
+    path the counts chunked like Z; returns ``(ds, Z's chunks or None, spatial method)``."""
     from . import _dask
     from .problem import rebin_factors
 
     f = rebin_factors(ds)
+    spatial = opts.spatial
     if "observed_Y" in ds.coords:
         # pixels that were not observed (e.g. Resolve's calibration pixel) carry no data: their
         # counts are ignored here and the model masks their expected counts (ForwardModel)
         obs = ds.coords["observed_Y"].astype(bool)
         ds = ds.assign(Y=ds.Y.where(obs, 0).astype(ds.Y.dtype).assign_attrs(ds.Y.attrs))
     psf_half = max(ds.psf_Y.shape[-2:]) // 2
+    chunks = opts.chunks
     zchunks = _dask.plan_chunks(ds, (f.vM, f.vN), psf_half,
                                 {"energy": "auto"} if chunks == "auto" else chunks)
     if zchunks is not None:
@@ -367,141 +408,65 @@ def _fuse(ds, regularizer, t0, *, rank, mu_sobolev, k, k_range, J2, J1, tol, pat
                                                        zip(zchunks[1:], (f.vM, f.vN)))))
         if spatial == "auto" and (len(zchunks[1]) > 1 or len(zchunks[2]) > 1):
             spatial = "fft"  # a dense or separable spatial operator needs whole images
-    model = ForwardModel.from_dataset(ds, spatial=spatial)
-    if zchunks is not None:
-        model.set_chunks(zchunks)
-    L, M, N = model.shape
-    Xd, Yd = ds.X.data, ds.Y.data
+    return ds, zchunks, spatial
 
-    low_rank = regularizer in ("lrs", "lrw2d", "lr")
-    if low_rank:
-        aY = np.asarray(ds.arf_Y.values)
-        aY = aY if aY.ndim == 1 else aY.mean(axis=(1, 2))
-        wY = float(ds.Y.attrs["exposure"]) * aY[:, None, None]
-        if rank == "auto":
-            rank, V, trials = choose_rank(np.asarray(ds.Y.values), wY[:, 0, 0])
-        else:
-            V = nmf_subspace(np.asarray(ds.Y.values), wY[:, 0, 0], rank)
-            trials = None
-        param = LowRank(model, V, dtype)
+
+def _parametrization(ds: xr.Dataset, model: ForwardModel, opts: FuseOptions):
+    """The unknown: Z itself, or W with Z = V W and V the NMF spectra of Y (at the given rank
+    or the one ``rank="auto"`` chooses); returns ``(param, rank trials or None)``."""
+    if not opts.low_rank:
+        return FullCube(model), None
+    aY = np.asarray(ds.arf_Y.values)
+    aY = aY if aY.ndim == 1 else aY.mean(axis=(1, 2))
+    wY = float(ds.Y.attrs["exposure"]) * aY[:, None, None]
+    if opts.rank == "auto":
+        _, V, trials = choose_rank(np.asarray(ds.Y.values), wY[:, 0, 0])
     else:
-        param = FullCube(model)
+        V = nmf_subspace(np.asarray(ds.Y.values), wY[:, 0, 0], opts.rank)
+        trials = None
+    return LowRank(model, V, opts.dtype), trials
 
-    if init is not None:   # checked by check_options: finite, ≥ 0, Z's shape
-        Z0 = init if is_dask(init) else np.asarray(init, dtype=np.float64)
+
+def _start(ds: xr.Dataset, param, opts: FuseOptions, zchunks):
+    """The starting point in the unknown's space: ``init`` or :func:`initial_guess`,
+    strictly positive in a low-rank subspace."""
+    dtype = opts.dtype
+    if opts.init is not None:   # checked by FuseOptions.check: finite, ≥ 0, Z's shape
+        Z0 = opts.init if is_dask(opts.init) else np.asarray(opts.init, dtype=np.float64)
     else:
         Z0 = initial_guess(ds)
     if zchunks is not None:
+        from . import _dask
+
         Z0 = _dask.to_dask(Z0, zchunks)
     x0 = param.from_cube(Z0.astype(dtype))
-    if low_rank:  # a strictly positive start in the non-negative subspace
+    if opts.low_rank:  # a strictly positive start in the non-negative subspace
         # (on the dask path W = (r, M, N) stays chunked like Z's pixels, r in one chunk:
         # the counts it is compared with are chunked, so a numpy W would only move data)
         x0 = np.maximum(x0, 1e-3 * float(np.abs(x0).mean())).astype(dtype)
+    return x0
 
-    solver = FISTA(param, Xd, Yd, None, tol=tol, patience=patience, max_iter=max_iter,
-                   eps=eps, dtype=dtype, metric=metric or "em",
-                   momentum=acceleration)
-    hyper: dict = {"regularizer": regularizer}
-    if low_rank and trials is not None:
-        hyper["rank_trials"] = [f"{t['rank']}: C/E {t['ratio']:.3f} ({t['z']:+.0f} sigma)"
-                                for t in trials]
-    if regularizer == "none":
-        reg = NoRegularizer(positive=True)
-    elif regularizer == "lr":
-        reg = NoRegularizer(positive=True)
-        hyper["rank"] = int(rank)
-    elif regularizer == "lrs":
-        curv = _curvature(param, solver.lossX, solver.lossY, x0, np.random.default_rng(0))
-        reg = SmoothOnly(Sobolev(mu_sobolev * curv), positive=True)
-        hyper.update(rank=int(rank), mu_sobolev=float(mu_sobolev), sobolev_weight=reg.smooth.weight)
-    else:
-        if regularizer == "w2d1d":
-            T = _starlet("2d1d", J2, J1, (L, M, N))
-            hyper.update(J2=int(J2), J1=int(J1))
-        else:
-            T = _starlet("2d", J2, 0, (param.rank, M, N))
-            hyper.update(rank=int(rank), J2=int(J2))
-        # the metric is held with the thresholds for w2d1d only: measured at full size, it
-        # raised w2d1d's NMSE on all four scenarios (+0.2 to +1.1 dB, fewer iterations) but
-        # left lrw2d unconverged at 3000 iterations on two of them (docs/solver.md)
-        reg = StarletL1(T, k=k, k_range=k_range, positive=True,
-                        adapt_iter=adapt_iter, per_slice=low_rank,
-                        hold_metric=regularizer == "w2d1d")
-        hyper.update(k=k if isinstance(k, str) else float(k), k_min=float(k_range[0]),
-                     k_max=float(k_range[1]), adapt_iter=int(adapt_iter))
-    solver.reg = reg
-    solver.smooth = getattr(reg, "smooth", None)
-    hyper.update(solver="fista", metric=metric or "em", acceleration=int(acceleration))
 
-    settings = {"regularizer": regularizer, "rank": rank if isinstance(rank, str) else
-                int(rank), "mu_sobolev": float(mu_sobolev), "k": k if isinstance(k, str)
-                else float(k), "k_range": [float(v) for v in k_range], "J2": int(J2),
-                "J1": int(J1), "adapt_iter": int(adapt_iter), "eps": float(eps),
-                "metric": metric or "em", "acceleration": bool(acceleration),
-                "dtype": str(dtype)}
-    meta = {"regularizer": regularizer, "shape": [L, M, N], "dtype": str(dtype),
-            "problem": problem_fingerprint(ds) if (checkpoint or resume) else None,
-            "settings": settings}
-    if progress:
-        solver.callbacks.append(ProgressBar(max_iter))
-    if checkpoint is not None:
-        solver.checkpointer = Checkpointer(checkpoint, checkpoint_every, meta)
-    state = None
-    if resume is not None:
-        state, saved = load_state(os.fspath(resume))
-        check_identity(os.fspath(resume), saved, meta)
-        if saved.get("shape") != [L, M, N] or (low_rank and np.shape(state.x)[0] != param.rank):
-            raise ProblemError(f"resume: checkpoint {resume} holds an iterate of shape "
-                               f"{tuple(np.shape(state.x))}, not one for this run")
-        state.x = np.asarray(state.x, dtype)
-        state.x_prev = np.asarray(state.x_prev, dtype)
-        if zchunks is not None:
-            xch = zchunks if not low_rank else ((param.rank,),) + zchunks[1:]
-            state.x, state.x_prev = (_dask.to_dask(a, xch) for a in (state.x, state.x_prev))
-            if state.metric is not None:
-                state.metric = _dask.to_dask(np.asarray(state.metric, dtype), xch)
-    t_setup = time.perf_counter() - t0
-    st: SolverState = solver.run(x0=x0, state=state)
-    t_iter = time.perf_counter() - t0 - t_setup
-    for cb in solver.callbacks:
-        if hasattr(cb, "close"):
-            cb.close()
+def _resume(opts: FuseOptions, meta: dict, param, zchunks) -> SolverState:
+    """The state saved in ``opts.resume``, checked against this run (problem, settings,
+    shape) and placed like the run's arrays."""
+    resume, dtype = opts.resume, opts.dtype
+    state, saved = load_state(os.fspath(resume))
+    check_identity(os.fspath(resume), saved, meta)
+    if saved.get("shape") != meta["shape"] or (opts.low_rank
+                                               and np.shape(state.x)[0] != param.rank):
+        raise ProblemError(f"resume: checkpoint {resume} holds an iterate of shape "
+                           f"{tuple(np.shape(state.x))}, not one for this run")
+    state.x = np.asarray(state.x, dtype)
+    state.x_prev = np.asarray(state.x_prev, dtype)
+    if zchunks is not None:
+        from . import _dask
 
-    Z = param.to_cube(st.x)
-    if is_dask(Z) and output is None:
-        Z = Z.compute()
-    coords = {c: ds.coords[c] for c in ds.coords
-              if set(ds.coords[c].dims) <= {"energy", "y", "x"}}
-    coords = sky.cube_coords(ds, coords)      # units on all; ra/dec with a WCS
-    attrs = {
-        "units": "photon cm-2 s-1",
-        "long_name": "fused photon flux per voxel",
-        **hyper,
-        "tol": float(tol), "max_iter": int(max_iter),
-        "patience": PATIENCE if patience is None else int(patience),
-        "dtype": str(dtype),
-        "iterations": int(st.iteration),
-        "converged": int(st.converged),
-        "objective": float(st.history[-1]),
-        "wall_time": float(time.perf_counter() - t0),
-        "setup_time": float(t_setup),
-        "iteration_time": float(t_iter),
-        "objective_history": [float(v) for v in st.history],
-        "spatial_method": model.spatial_method,
-    }
-    if patience is None and getattr(reg, "metric_dependent", False):
-        attrs["held_patience"] = HELD_PATIENCE      # the default once the metric is held
-    attrs.update(_fit_attrs(param, st.x, Xd, Yd))
-    _warn_fit(attrs, regularizer, int(rank) if low_rank and trials is None else None,
-              converged=bool(st.converged))
-    if not math.isfinite(attrs["objective"]):
-        attrs["objective"] = None
-    attrs.update(sky.cube_attrs(ds))          # Conventions, and the WCS string if any
-    out = xr.DataArray(Z, dims=("energy", "y", "x"), coords=coords, attrs=attrs, name="Z")
-    if output is not None:
-        out = _write_output(out, output, overwrite, checkpoint)
-    return out
+        xch = zchunks if not opts.low_rank else ((param.rank,),) + zchunks[1:]
+        state.x, state.x_prev = (_dask.to_dask(a, xch) for a in (state.x, state.x_prev))
+        if state.metric is not None:
+            state.metric = _dask.to_dask(np.asarray(state.metric, dtype), xch)
+    return state
 
 
 def _write_output(Z: xr.DataArray, output, overwrite: bool, checkpoint) -> xr.DataArray:

@@ -30,14 +30,26 @@ argument           allowed
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
+import os
+from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["OptionError", "check_options", "whole", "real"]
+__all__ = ["OptionError", "FuseOptions", "check_options", "whole", "real", "REGULARIZERS",
+           "LOW_RANK", "DEFAULT_K_RANGE"]
 
-from .regularizers import REGULARIZERS  # noqa: E402
+#: the regularizers of :func:`xfusion.fuse` (each has a builder in :mod:`xfusion.builders`)
+REGULARIZERS = ("w2d1d", "lrs", "lrw2d", "lr", "none")
+#: those that fuse in a low-rank subspace, Z = V W
+LOW_RANK = ("lrs", "lrw2d", "lr")
+Regularizer = Literal["w2d1d", "lrs", "lrw2d", "lr", "none"]
+#: default ``k_range`` of the brightness-dependent threshold, per regularizer (measured,
+#: docs/solver.md); the others use the paper's (0.5, 3)
+DEFAULT_K_RANGE = {"w2d1d": (4.0, 8.0), "lrw2d": (0.1, 1.0)}
+PAPER_K_RANGE = (0.5, 3.0)
 
 SPATIAL = ("auto", "dense", "fft", "separable")
 METRICS = ("em", "jacobi")
@@ -105,7 +117,7 @@ def check_options(regularizer, *, shape, n_pixels_Y, rank, mu_sobolev, k, k_rang
         raise OptionError(f"unknown regularizer {regularizer!r}; choose one of {REGULARIZERS}")
     out: dict = {}
     most = min(L, n_pixels_Y)
-    if regularizer not in ("lrs", "lrw2d", "lr"):
+    if regularizer not in LOW_RANK:
         out["rank"] = rank           # unused by the full-cube regularizers
     elif isinstance(rank, str):
         if rank != "auto":
@@ -195,3 +207,75 @@ def check_init(init, shape):
         raise OptionError(f"init: {int(n_neg)} voxels are negative (min {float(Z0.min()):.3g});"
                           f" a flux cube is ≥ 0")
     return Z0
+
+
+@dataclasses.dataclass(frozen=True)
+class FuseOptions:
+    """Every argument of :func:`xfusion.fuse` after checking, as one object.
+
+    Built by :meth:`check` (which refuses a bad argument with :class:`OptionError`); the
+    meaning of each field is documented in :func:`xfusion.fuse`. ``k_range`` holds the
+    regularizer's default when none was given, ``metric`` the default ``"em"``.
+    """
+
+    regularizer: str = "w2d1d"
+    rank: int | str = 10
+    mu_sobolev: float = 3e-4
+    k: float | str = "auto"
+    k_range: tuple[float, float] = PAPER_K_RANGE
+    J2: int = 2
+    J1: int = 3
+    tol: float = 1e-6
+    patience: int | None = None
+    max_iter: int = 3000
+    init: Any = None
+    dtype: np.dtype = np.dtype("float32")
+    progress: bool = True
+    checkpoint: str | os.PathLike | None = None
+    checkpoint_every: int = 50
+    resume: str | os.PathLike | None = None
+    spatial: str = "auto"
+    adapt_iter: int = 20
+    eps: float = 1e-6
+    metric: str = "em"
+    acceleration: bool = True
+    output: str | os.PathLike | None = None
+    chunks: Any = None
+    overwrite: bool = False
+
+    @classmethod
+    def check(cls, regularizer: str, *, shape: tuple[int, int, int], n_pixels_Y: int,
+              **kwargs) -> FuseOptions:
+        """Check ``fuse``'s arguments against Z's ``shape`` and Y's pixel count; the
+        normalised options, or :class:`OptionError` naming the first bad one."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"regularizer"}
+        unknown = set(kwargs) - names
+        if unknown:
+            raise TypeError(f"unknown option(s) {sorted(unknown)}")
+        given = {f.name: f.default for f in dataclasses.fields(cls)} | kwargs
+        given.pop("regularizer")
+        out = check_options(regularizer, shape=shape, n_pixels_Y=n_pixels_Y, **given)
+        kr = out["k_range"] or DEFAULT_K_RANGE.get(regularizer, PAPER_K_RANGE)
+        return cls(**{**given, **out, "regularizer": regularizer, "k_range": kr,
+                      "metric": given["metric"] or "em"})
+
+    @property
+    def low_rank(self) -> bool:
+        """Whether the regularizer fuses in a low-rank subspace."""
+        return self.regularizer in LOW_RANK
+
+    def replace(self, **changes) -> FuseOptions:
+        """A copy with ``changes`` (not re-checked)."""
+        return dataclasses.replace(self, **changes)
+
+    def settings(self) -> dict:
+        """The settings that decide the result (what a checkpoint records and a resume must
+        match)."""
+        return {"regularizer": self.regularizer,
+                "rank": self.rank if isinstance(self.rank, str) else int(self.rank),
+                "mu_sobolev": float(self.mu_sobolev),
+                "k": self.k if isinstance(self.k, str) else float(self.k),
+                "k_range": [float(v) for v in self.k_range], "J2": int(self.J2),
+                "J1": int(self.J1), "adapt_iter": int(self.adapt_iter), "eps": float(self.eps),
+                "metric": self.metric, "acceleration": bool(self.acceleration),
+                "dtype": str(self.dtype)}

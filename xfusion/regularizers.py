@@ -1,8 +1,11 @@
-r"""Regularizers φ of the fusion objective (docs/index.md) with the solver's interface.
+r"""Regularizers φ of the fusion objective (docs/model.md), in the functional contract.
 
-Each regularizer has ``value(x)``, ``prox(v, step)`` (the prox of ``step·φ`` plus any
-constraint), an optional ``smooth`` part (value / grad, folded into the gradient step), and for
-the data-driven thresholds ``adapt`` / ``state`` / ``set_state``.
+Every regularizer is a :class:`~xfusion.functionals.Functional`: ``value(x)`` for any ``x``,
+``prox(v, step, metric=None)`` (the prox of ``step·φ`` plus any constraint), and, for the
+data-driven thresholds, the adaptive hooks ``frozen`` / ``end_iteration`` / ``state`` /
+``set_state``. The positivity constraint alone is :class:`~xfusion.functionals.Positivity`;
+smooth penalties (:class:`~xfusion.functionals.Sobolev`) go into the solver's gradient step.
+Which regularizer :func:`xfusion.fuse` builds for which name is in :mod:`xfusion.options`.
 
 Wavelet thresholds
 ------------------
@@ -16,7 +19,9 @@ iterate during the first ``adapt_iter`` iterations; they are then **frozen** as 
 :math:`\varphi(x) = \sum_b \lambda_b \|W_b x\|_1`, so the run converges to a well-defined point
 and the stopping rule measures a real objective. The prox of the analysis l1 norm of a redundant
 transform has no closed form; we use the standard approximation — threshold the coefficients,
-reconstruct by the starlet inverse — and evaluate φ on the thresholded coefficients.
+reconstruct by the starlet inverse — and the objective counts φ on the thresholded
+coefficients (:meth:`StarletL1.prox_value`); :meth:`StarletL1.value` is the analysis norm of
+any ``x``.
 """
 
 from __future__ import annotations
@@ -26,35 +31,10 @@ import functools
 
 import numpy as np
 
-from .functionals import Positivity, Sobolev
+from .functionals import Functional
 from .operators.base import is_dask
 
-__all__ = ["NoRegularizer", "SmoothOnly", "StarletL1", "REGULARIZERS"]
-
-REGULARIZERS = ("w2d1d", "lrs", "lrw2d", "lr", "none")
-
-
-class NoRegularizer:
-    """φ = 0 with an optional positivity constraint."""
-
-    frozen = True
-
-    def __init__(self, positive: bool = True):
-        self.positive = positive
-
-    def value(self, x) -> float:
-        return 0.0
-
-    def prox(self, v, step: float, P=None):
-        return Positivity().prox(v, step) if self.positive else v
-
-
-class SmoothOnly(NoRegularizer):
-    """A smooth penalty (e.g. :class:`~xfusion.functionals.Sobolev`) handled by the gradient."""
-
-    def __init__(self, smooth: Sobolev, positive: bool = False):
-        super().__init__(positive)
-        self.smooth = smooth
+__all__ = ["StarletL1"]
 
 
 def _first(r):
@@ -123,7 +103,7 @@ def _l1_of(r):
     return np.full((1,) * r[0].ndim, r[1], np.float64)
 
 
-class StarletL1:
+class StarletL1(Functional):
     r"""Weighted l1 norm of starlet detail coefficients, with noise-scaled thresholds.
 
     Parameters
@@ -141,7 +121,7 @@ class StarletL1:
     per_slice : bool
         One noise scale per leading index (per low-rank image).
     hold_metric : bool
-        Ask the solver to hold its metric once the thresholds freeze (``metric_dependent``).
+        Ask the solver to hold its metric once the thresholds freeze.
 
     Notes
     -----
@@ -163,8 +143,8 @@ class StarletL1:
                  hold_metric: bool = True):
         self.T = transform
         #: the thresholds are set from the solver's metric P; when True the solver holds P
-        #: once they freeze (FISTA ``freeze_metric``)
-        self.metric_dependent = bool(hold_metric)
+        #: once they freeze (:meth:`xfusion.solver.FISTA.holding_metric`)
+        self.hold_metric = bool(hold_metric)
         self.k = k
         self.k_range = tuple(float(v) for v in k_range)
         self.positive = positive
@@ -174,9 +154,10 @@ class StarletL1:
         self.scale = None
         self.kmap = None
         self.base = None
-        self.pbar = 1.0
+        #: α P̄: the step times the mean metric when the thresholds were set, which turns
+        #: thresholds t = α P λ into objective weights λ ≈ t / (α P̄)
+        self.mean_metric = 1.0
         self._last = (None, 0.0)
-        self._iter = 0
         self._levels = None   # (prox input, its spatial smoothings) kept by the estimate
 
     def _shape_scale(self, s):
@@ -243,7 +224,7 @@ class StarletL1:
                 k_min, k_max = self.k_range
                 self.kmap, self.base, sP = _starlet_jit.threshold_base(
                     coarse, P, step, self.scale, k_min, k_max, reference, 2.0)
-                self.pbar = step * sP / v.size
+                self.mean_metric = step * sP / v.size
                 return
             km = brightness_k(coarse, *self.k_range, reference=reference)
             self.kmap = km.astype(v.dtype) if is_dask(km) else np.asarray(km, v.dtype)
@@ -320,7 +301,13 @@ class StarletL1:
         v, vo, dep = halo_blocks(v, self.T.T.depth(v.ndim))
         return v, vo, dep, v.numblocks
 
-    def prox(self, v, step: float, P=None):
+    has_prox = True
+
+    def prox(self, v, step: float, metric=None):
+        r"""Threshold the starlet details of ``v`` at :math:`k s g_b \sqrt{\alpha P}` and rebuild
+        (``metric`` = the solver's P, or None for the identity); the thresholds follow ``v``
+        until :attr:`frozen`."""
+        P = metric
         if is_dask(v):
             return self._prox_dask(v, step, P)
         if self.frozen and self.base is not None:
@@ -342,7 +329,7 @@ class StarletL1:
             else:
                 base = sc * self.kmap * sqrtP
             self.base = np.asarray(base, dtype=v.dtype)
-            self.pbar = step * float(np.mean(P, dtype=np.float64)) if P is not None else step
+            self.mean_metric = step * float(np.mean(P, dtype=np.float64)) if P is not None else step
         g = self.T.noise_gains
         base = np.asarray(base, dtype=v.dtype)
         if base.shape != tuple(v.shape):
@@ -353,7 +340,7 @@ class StarletL1:
         x, l1 = self.T.threshold(v, th, levels=levels, positive=self.positive)
         # φ in objective units: thresholds t = α P λ, so λ ≈ t / (α P̄) (a surrogate with the
         # mean metric at the time the thresholds were frozen)
-        self._last = (x, l1 / self.pbar)
+        self._last = (x, l1 / self.mean_metric)
         return x
 
     def _prox_dask(self, v, step: float, P=None):
@@ -389,14 +376,14 @@ class StarletL1:
             base = (self._shape_scale(self.scale) * kmap * sqrtP).astype(v.dtype)
             self.base, = persist(base)
             base = self.base
-            self.pbar = float(np.mean(step * P)) if P is not None else step
+            self.mean_metric = float(np.mean(step * P)) if P is not None else step
         x, l1 = self._threshold_dask(v, base)
         if self.positive:
             x = np.maximum(x, 0)
         if x.chunks != v.chunks:  # chunks smaller than the halo were merged
             x = x.rechunk(v.chunks)
         x, l1 = persist(x, l1)
-        self._last = (x, (l1, self.pbar))
+        self._last = (x, (l1, self.mean_metric))
         return x
 
     def _threshold_dask(self, v, base):
@@ -440,7 +427,11 @@ class StarletL1:
         if not self.frozen and iteration >= self.adapt_iter:
             self.frozen = True
 
-    def value(self, x) -> float:
+    def prox_value(self, x) -> float:
+        r"""φ as the objective counts it at ``x``, the output of the last :meth:`prox`: the
+        weighted l1 norm of the thresholded coefficients,
+        :math:`\sum_b \sum_v t_b(v) |\mathrm{soft}(c_b, t_b)(v)| / \alpha\bar P` (computed by the
+        prox itself; on dask, once, when asked). Any other ``x``: :meth:`value`."""
         last, val = self._last
         if isinstance(val, tuple):  # dask: (lazy l1, scale), computed once, when asked
             val = float(val[0].compute()) / val[1]
@@ -449,7 +440,52 @@ class StarletL1:
             return val
         if is_dask(x) and is_dask(last) and x.name == last.name:  # persisted copy of last
             return val
-        return 0.0
+        return self.value(x)
+
+    def value(self, x) -> float:
+        r"""The weighted analysis l1 norm of any ``x`` with the current thresholds,
+        :math:`\sum_b \sum_v t_b(v)\,|(W_b x)(v)| / \alpha\bar P` (0 before the first prox has
+        set them)."""
+        if self.base is None:
+            return 0.0
+        g = self.T.noise_gains
+        if is_dask(x):
+            return self._value_dask(x)
+        c = self.T.forward(np.asarray(x))
+        base = np.broadcast_to(np.asarray(self.base, c.dtype), c.shape[1:])
+        s = sum(float(g[b]) * float(np.sum(np.abs(c[b]) * base, dtype=np.float64))
+                for b in self.T.detail_bands)
+        return s / self.mean_metric
+
+    def _value_dask(self, x) -> float:
+        """:meth:`value` of a chunked ``x``: one task per chunk (with the starlet's halo) sums
+        the weighted coefficients of its core."""
+        import dask.array as da
+        from dask.array.overlap import overlap
+
+        dt = np.dtype(x.dtype) if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
+        x, xo, dep, nb = self._halo(x.astype(dt))
+        base = da.asarray(self.base).astype(dt)
+        if base.shape != tuple(x.shape):
+            base = da.broadcast_to(base, x.shape)
+        base = base.rechunk(x.chunks)
+        bo = overlap(base, depth={i: dep.get(i, 0) for i in range(x.ndim)},
+                     boundary={i: "none" for i in range(x.ndim)}) if dep else base
+        T = _serial(self.T)
+        g = [float(gb) for gb in T.noise_gains]
+        bands = list(T.detail_bands)
+
+        @_in_task
+        def task(xb, bb, block_info=None):
+            core = _core(xb.shape, block_info[0]["chunk-location"], dep, nb)
+            c = T.forward(np.ascontiguousarray(xb, dtype=dt))
+            s = sum(g[b] * float(np.sum(np.abs(c[b][core]) * bb[core], dtype=np.float64))
+                    for b in bands)
+            return np.full((1,) * xb.ndim, s, np.float64)
+
+        parts = da.map_blocks(task, xo, bo, chunks=tuple((1,) * n for n in nb),
+                              dtype=np.float64, meta=np.empty((0,) * x.ndim, np.float64))
+        return float(parts.sum(dtype=np.float64).compute()) / self.mean_metric
 
     def state(self) -> dict:
         out = {"frozen": np.array(int(self.frozen))}
@@ -459,7 +495,7 @@ class StarletL1:
             out["kmap"] = self.kmap if is_dask(self.kmap) else np.asarray(self.kmap)
             if self.base is not None:
                 out["base"] = self.base if is_dask(self.base) else np.asarray(self.base)
-                out["pbar"] = np.asarray(self.pbar)
+                out["mean_metric"] = np.asarray(self.mean_metric)
         return out
 
     def set_state(self, s: dict) -> None:
@@ -471,4 +507,5 @@ class StarletL1:
             self.kmap = float(km) if km.ndim == 0 else km
             if "base" in s:
                 self.base = np.asarray(s["base"])
-                self.pbar = float(np.asarray(s["pbar"]))
+                key = "mean_metric" if "mean_metric" in s else "pbar"   # older checkpoints
+                self.mean_metric = float(np.asarray(s[key]))

@@ -36,12 +36,11 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from .options import OptionError
+from .options import REGULARIZERS, OptionError
 
 __all__ = ["bootstrap", "uncertainty", "region_error", "region_spectrum", "fit_settings"]
 
 _LOW_RANK = ("lrs", "lrw2d", "lr")
-_REGULARIZERS = ("w2d1d", "lrs", "lrw2d", "lr", "none")
 _PIX = ("energy", "y", "x")
 
 
@@ -130,9 +129,9 @@ def fit_settings(Z: xr.DataArray, regularizer: str | None = None, **overrides) -
     a = dict(Z.attrs)
     reg = a.get("regularizer")
     if regularizer is not None:
-        if regularizer not in _REGULARIZERS:
+        if regularizer not in REGULARIZERS:
             raise OptionError(f"regularizer: unknown {regularizer!r}; choose one of "
-                              f"{_REGULARIZERS}")
+                              f"{REGULARIZERS}")
         if reg is not None and reg != regularizer:
             raise OptionError(f"regularizer={regularizer!r} but Z was fused with {reg!r} "
                               f"(Z.attrs['regularizer'])")
@@ -141,8 +140,8 @@ def fit_settings(Z: xr.DataArray, regularizer: str | None = None, **overrides) -
         raise OptionError("Z.attrs has no 'regularizer' (Z was not made by xf.fuse): pass "
                           "regularizer= (and any hyperparameter that differs from fuse's "
                           "defaults) explicitly")
-    if reg not in _REGULARIZERS:
-        raise OptionError(f"Z.attrs['regularizer'] = {reg!r} is not one of {_REGULARIZERS}")
+    if reg not in REGULARIZERS:
+        raise OptionError(f"Z.attrs['regularizer'] = {reg!r} is not one of {REGULARIZERS}")
     kw: dict = {"regularizer": reg}
     if reg in _LOW_RANK:
         if "rank" in a:
@@ -181,19 +180,18 @@ def fit_settings(Z: xr.DataArray, regularizer: str | None = None, **overrides) -
 def _curvature_at(ds: xr.Dataset, Z: np.ndarray, kw: dict, V: np.ndarray) -> float:
     """The data term's mean curvature at the warm start ``Z`` (what :func:`xfusion.fuse`
     multiplies ``mu_sobolev`` by when started from ``init=Z``), for the subspace ``V``."""
-    from .fusion import _curvature
+    from .builders import data_curvature
+    from .likelihood import PoissonLikelihood
     from .operators import ForwardModel
     from .parametrization import LowRank
-    from .solver import FISTA
 
     dtype = np.dtype(kw.get("dtype", "float32"))
     model = ForwardModel.from_dataset(ds, spatial=kw.get("spatial", "auto"))
     param = LowRank(model, V, dtype)
     x0 = param.from_cube(Z.astype(dtype))
     x0 = np.maximum(x0, 1e-3 * float(np.abs(x0).mean())).astype(dtype)
-    solver = FISTA(param, ds.X.data, ds.Y.data, None, eps=kw.get("eps", 1e-6), dtype=dtype,
-                   metric="em")
-    return float(_curvature(param, solver.lossX, solver.lossY, x0, np.random.default_rng(0)))
+    likelihood = PoissonLikelihood(param, ds.X.data, ds.Y.data, kw.get("eps", 1e-6), dtype)
+    return float(data_curvature(likelihood, x0, np.random.default_rng(0)))
 
 
 def _subspace(ds: xr.Dataset, rank: int) -> np.ndarray:
