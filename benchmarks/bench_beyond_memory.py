@@ -86,7 +86,7 @@ def main(argv=None):
                 stats=client.run(_worker_stats),
                 client_rss=psutil.Process().memory_info().rss)
 
-        def close(self):
+        def finish(self, state=None):
             pass
 
     xfusion_fusion.ProgressBar = Timer

@@ -29,7 +29,7 @@ import dask
 import numpy as np
 
 import xfusion as xf
-from xfusion.regularizers import REGULARIZERS
+from xfusion.options import REGULARIZERS
 from xfusion.solver import FISTA
 
 

@@ -65,7 +65,7 @@ def _capture(ds, reg, iters):
 def _cases(s, x, xp, mu, P, g, gX, gY, v) -> dict:
     """The pieces of one iteration, as callables."""
 
-    def vector_ops():  # as in FISTA.run (compiled when numba is installed)
+    def vector_ops():  # as in FISTA.step (compiled when numba is installed)
         return (step_products(x, v, g, P), scaled_step(v, g, P, 1.0),
                 momentum_point(x, xp, 0.5, 0.1, moved=True))
 
@@ -76,9 +76,10 @@ def _cases(s, x, xp, mu, P, g, gX, gY, v) -> dict:
     return {
         "forward": lambda: s.param.forward(x),
         "floor corr.": (lambda: sparse(index, values)) if sparse else (lambda: None),
-        "loss+grad": lambda: (s.lossX.value_and_grad(mu[0]), s.lossY.value_and_grad(mu[1])),
+        "loss+grad": lambda: (s.likelihood.lossX.value_and_grad(mu[0]),
+                              s.likelihood.lossY.value_and_grad(mu[1])),
         "adjoint": lambda: s.param.adjoint(gX.astype(s.dtype), gY.astype(s.dtype)),
-        "metric": lambda: s.diagonal_metric(mu, x),
+        "metric": lambda: s.step_size.metric(s, mu, x),
         "prox": lambda: s.reg.prox(v, 1.0, P),
         "vector ops": vector_ops,
     }
@@ -133,9 +134,9 @@ def main() -> None:
         s, st, _ = _capture(ds, reg, 22)
         x, xp = st.x, st.x_prev
         mu = s.param.forward(x)
-        P = s.diagonal_metric(mu, x)
-        _, gX = s.lossX.value_and_grad(mu[0])
-        _, gY = s.lossY.value_and_grad(mu[1])
+        P = s.step_size.metric(s, mu, x)
+        _, gX = s.likelihood.lossX.value_and_grad(mu[0])
+        _, gY = s.likelihood.lossY.value_and_grad(mu[1])
         g = s.param.adjoint(gX.astype(s.dtype), gY.astype(s.dtype))
         v = x - P * g
 
@@ -147,8 +148,8 @@ def main() -> None:
                 fn()
                 times[k].append(1e3 * (time.perf_counter() - t))
         per_it = {}
-        if s.freeze_metric and getattr(s.reg, "metric_dependent", False):
-            per_it["metric"] = 0  # held once the thresholds froze (FISTA freeze_metric)
+        if s.holding_metric():
+            per_it["metric"] = 0  # held once the thresholds froze (FISTA hold_metric)
         print(f"\n## {reg}  (unknowns {tuple(x.shape)}, {x.dtype})")
         print(f"{'piece':>12} {'min ms':>8} {'median':>8} {'× per it':>9}")
         total = 0.0

@@ -24,9 +24,9 @@ import warnings
 import numpy as np
 
 import xfusion as xf
+from xfusion.options import REGULARIZERS
 
 SCENARIOS = ("gaussian_1kev", "gaussian_6kev", "gaussian_1kev_rebin", "realistic_1kev_rebin")
-REGULARIZERS = ("w2d1d", "lrs", "lrw2d", "lr", "none")
 
 
 def run(scale: float, scenarios, regularizers, max_iter: int) -> dict[str, np.ndarray]:

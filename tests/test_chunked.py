@@ -19,7 +19,7 @@ import pytest
 import xfusion as xf
 from xfusion._dask import aligned, plan_chunks
 from xfusion.functionals import Sobolev
-from xfusion.regularizers import REGULARIZERS
+from xfusion.options import REGULARIZERS
 from xfusion.solver import FISTA
 
 from .conftest import consistent_problem

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 
 import xfusion as xf
-from xfusion.functionals import PoissonLoss, Sobolev, soft_threshold
+from xfusion.functionals import PoissonLoss, Positivity, Sobolev, soft_threshold
+from xfusion.likelihood import PoissonLikelihood
 from xfusion.parametrization import FullCube, LowRank, nmf_subspace
-from xfusion.regularizers import NoRegularizer
-from xfusion.solver import FISTA, SolverError
+from xfusion.solver import FISTA, RelativeChange, SolverError
+from xfusion.steps import step_size
 
 from .conftest import consistent_problem
 
@@ -155,7 +156,7 @@ def test_soft_threshold_is_the_l1_prox():
 
 def test_positivity_prox_is_projection():
     v = np.array([-1.0, 0.0, 2.0])
-    np.testing.assert_array_equal(NoRegularizer(positive=True).prox(v, 1.0), [0.0, 0.0, 2.0])
+    np.testing.assert_array_equal(Positivity().prox(v, 1.0), [0.0, 0.0, 2.0])
 
 
 def test_none_on_noiseless_data_reproduces_the_data():
@@ -173,8 +174,9 @@ def _solve(ds, momentum, tol=1e-12, max_iter=6000, metric="jacobi"):
     param = FullCube(model)
     from xfusion.fusion import initial_guess
 
-    s = FISTA(param, ds.X.values, ds.Y.values, NoRegularizer(True), tol=tol, patience=10,
-              max_iter=max_iter, dtype=np.float64, momentum=momentum, metric=metric)
+    s = FISTA(PoissonLikelihood(param, ds.X.values, ds.Y.values, dtype=np.float64),
+              Positivity(), step=step_size(metric), stop=RelativeChange(tol, patience=10),
+              max_iter=max_iter, momentum=momentum)
     return s.run(initial_guess(ds))
 
 
@@ -212,8 +214,8 @@ def test_k_range_is_checked_and_defaults_per_regularizer():
 def test_momentum_floor_out_of_range_is_refused(floor):
     ds = consistent_problem(L=12, l=4, M=6, N=6, counts=300, noise=True)
     with pytest.raises(ValueError, match="momentum_floor"):
-        FISTA(FullCube(xf.forward_model(ds)), ds.X.values, ds.Y.values, NoRegularizer(True),
-              momentum_floor=floor)
+        FISTA(PoissonLikelihood(FullCube(xf.forward_model(ds)), ds.X.values, ds.Y.values),
+              Positivity(), momentum_floor=floor)
 
 
 def test_two_step_metrics_reach_the_same_objective():
@@ -253,22 +255,22 @@ def test_w2d1d_resume(tmp_path):
 
 
 def test_held_metric_caps_momentum_instead_of_restarting(tmp_path):
-    """Once the thresholds froze (metric held) momentum is capped at HELD_BETA_MAX and not
+    """Once the thresholds froze (metric held) momentum is capped at HOLD_BETA_MAX and not
     restarted; runs resumed at the freeze and at a capped step end where the uninterrupted
     one does."""
-    from xfusion.solver import HELD_BETA_MAX
+    from xfusion.solver import HOLD_BETA_MAX
 
-    class Reg(NoRegularizer):
-        metric_dependent = True
+    class Reg(Positivity):
+        hold_metric = True
         frozen = False
 
     s = FISTA.__new__(FISTA)                            # the cap needs only these flags
-    s.freeze_metric, s.metric, s.reg = True, "em", Reg(True)
+    s.hold_metric, s.step_size, s.reg = True, step_size("em"), Reg()
     assert s._capped(0.95) == 0.95                     # thresholds still adapting
     s.reg.frozen = True
-    assert s.held() and s._capped(0.95) == HELD_BETA_MAX and s._capped(0.3) == 0.3
-    s.freeze_metric = False
-    assert not s.held() and s._capped(0.95) == 0.95
+    assert s.holding_metric() and s._capped(0.95) == HOLD_BETA_MAX and s._capped(0.3) == 0.3
+    s.hold_metric = False
+    assert not s.holding_metric() and s._capped(0.95) == 0.95
 
     ds = consistent_problem(L=48, l=6, M=18, N=18, counts=50, noise=True)
     kw = dict(progress=False, tol=1e-14, dtype="float64", J1=2, adapt_iter=5)
@@ -282,10 +284,10 @@ def test_held_metric_caps_momentum_instead_of_restarting(tmp_path):
 
 def test_held_phase_measures_the_objective_trend_over_a_window():
     """While the metric is held the relative change that the stop counts is the net change
-    over HELD_WINDOW iterations per iteration (the held map's surrogate objective jitters);
+    over HOLD_WINDOW iterations per iteration (the held map's surrogate objective jitters);
     before, and for the other regularizers, it is the change of one iteration."""
     import xfusion.fusion as F
-    from xfusion.solver import HELD_WINDOW
+    from xfusion.solver import HOLD_WINDOW
 
     ds = consistent_problem(L=48, l=6, M=18, N=18, counts=50, noise=True)
     seen = []
@@ -293,7 +295,7 @@ def test_held_phase_measures_the_objective_trend_over_a_window():
     class Watch(FISTA):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
-            self.callbacks.append(lambda st, rel: seen.append((self.held(), rel,
+            self.callbacks.append(lambda st, rel: seen.append((self.holding_metric(), rel,
                                                                list(st.history))))
 
     orig, F.FISTA = F.FISTA, Watch
@@ -301,12 +303,12 @@ def test_held_phase_measures_the_objective_trend_over_a_window():
         xf.fuse(ds, "w2d1d", J1=2, adapt_iter=4, max_iter=30, tol=1e-14, progress=False)
     finally:
         F.FISTA = orig
-    held = [(r, h) for hold, r, h in seen if hold and len(h) > HELD_WINDOW]
+    held = [(r, h) for hold, r, h in seen if hold and len(h) > HOLD_WINDOW]
     free = [(r, h) for hold, r, h in seen if not hold]
     assert len(held) > 10 and free
     for rel, h in held:
-        assert rel == pytest.approx(abs(h[-1] - h[-1 - HELD_WINDOW])
-                                    / (HELD_WINDOW * abs(h[-1])), rel=1e-12)
+        assert rel == pytest.approx(abs(h[-1] - h[-1 - HOLD_WINDOW])
+                                    / (HOLD_WINDOW * abs(h[-1])), rel=1e-12)
     for rel, h in free:
         assert rel == pytest.approx(abs(h[-1] - h[-2]) / abs(h[-1]), rel=1e-12)
 
@@ -314,7 +316,7 @@ def test_held_phase_measures_the_objective_trend_over_a_window():
 def test_default_patience_is_longer_while_the_metric_is_held():
     """With every iteration calm (huge tol) a run stops after the default patience (5), or
     10 iterations once w2d1d's thresholds froze; an explicit patience holds throughout."""
-    from xfusion.solver import HELD_PATIENCE, PATIENCE
+    from xfusion.solver import HOLD_PATIENCE, PATIENCE
 
     ds = consistent_problem(L=48, l=6, M=18, N=18, counts=50, noise=True)
     kw = dict(progress=False, tol=1e9, max_iter=40)
@@ -322,8 +324,8 @@ def test_default_patience_is_longer_while_the_metric_is_held():
     assert lr.attrs["iterations"] == PATIENCE and lr.attrs["patience"] == PATIENCE
     w = xf.fuse(ds, "w2d1d", J1=2, adapt_iter=4, **kw)
     # the thresholds freeze after iteration 4; calm iterations are counted from the start
-    assert w.attrs["iterations"] == HELD_PATIENCE > PATIENCE
-    assert (w.attrs["patience"], w.attrs["held_patience"]) == (PATIENCE, HELD_PATIENCE)
+    assert w.attrs["iterations"] == HOLD_PATIENCE > PATIENCE
+    assert (w.attrs["patience"], w.attrs["held_patience"]) == (PATIENCE, HOLD_PATIENCE)
     w3 = xf.fuse(ds, "w2d1d", J1=2, adapt_iter=4, patience=3, **kw)
     assert w3.attrs["iterations"] == 5 and "held_patience" not in w3.attrs
     for bad in (0, 2.5, "5", float("nan")):
@@ -344,7 +346,8 @@ def test_lrs_objective_decreases_and_converges():
 def test_nan_guard():
     ds = consistent_problem(noise=True)
     model = xf.forward_model(ds)
-    s = FISTA(FullCube(model), ds.X.values, ds.Y.values, NoRegularizer(True), dtype=np.float64)
+    s = FISTA(PoissonLikelihood(FullCube(model), ds.X.values, ds.Y.values, dtype=np.float64),
+              Positivity())
     x0 = np.full(model.shape, np.nan)
     with pytest.raises(SolverError, match="NaN|non-finite|nan"):
         s.run(x0)
@@ -420,8 +423,8 @@ def test_metric_is_held_once_wavelet_thresholds_freeze(freeze):
     param = FullCube(xf.forward_model(ds))
     reg = StarletL1(starlet_bands("2d1d", 1, 1, param.shape), k=3.0, adapt_iter=3)
     seen = []
-    s = FISTA(param, ds.X.values, ds.Y.values, reg, metric="em", max_iter=10, tol=1e-14,
-              freeze_metric=freeze,
+    s = FISTA(PoissonLikelihood(param, ds.X.values, ds.Y.values), reg, step=step_size("em"),
+              max_iter=10, stop=RelativeChange(1e-14), hold_metric=freeze,
               callbacks=[lambda st, rel: seen.append((reg.frozen, np.array(st.metric)))])
     from xfusion.fusion import initial_guess
 
@@ -429,7 +432,7 @@ def test_metric_is_held_once_wavelet_thresholds_freeze(freeze):
     frozen = [m for f, m in seen if f]
     assert len(frozen) >= 5
     # the metric of the first frozen iteration was computed before the freeze; from then on
-    # it is held (or, without freeze_metric, recomputed from every momentum point)
+    # it is held (or, without hold_metric, recomputed from every momentum point)
     same = [np.array_equal(a, b) for a, b in zip(frozen[1:], frozen[2:])]
     assert all(same) if freeze else not any(same)
 

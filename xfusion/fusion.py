@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -126,6 +127,10 @@ class FitWarning(UserWarning):
 
 class RankWarning(FitWarning):
     """A low-rank fusion's spectra do not describe Y's counts: the rank is too small."""
+
+
+#: the arguments of :func:`fuse` that :class:`~xfusion.options.FuseOptions` holds
+_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(FuseOptions)) - {"regularizer"}
 
 
 def fuse(
@@ -272,15 +277,11 @@ def fuse(
         after every iteration, a list of floats).
     """
     t0 = time.perf_counter()
+    given = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
     validate(ds)
     L, M, N = ds.sizes["energy"], ds.sizes["y"], ds.sizes["x"]
-    opts = FuseOptions.check(
-        regularizer, shape=(L, M, N), n_pixels_Y=ds.sizes["y_coarse"] * ds.sizes["x_coarse"],
-        rank=rank, mu_sobolev=mu_sobolev, k=k, k_range=k_range, J2=J2, J1=J1, tol=tol,
-        patience=patience, max_iter=max_iter, init=init, dtype=dtype, progress=progress,
-        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-        spatial=spatial, adapt_iter=adapt_iter, eps=eps, metric=metric,
-        acceleration=acceleration, output=output, chunks=chunks, overwrite=overwrite)
+    opts = FuseOptions.check(regularizer, shape=(L, M, N),
+                             n_pixels_Y=ds.sizes["y_coarse"] * ds.sizes["x_coarse"], **given)
     _check_outputs(ds, output=output, checkpoint=checkpoint, resume=resume,
                    overwrite=overwrite, shape=(L, M, N), dtype=opts.dtype,
                    rank=opts.rank if opts.low_rank else L)

@@ -252,7 +252,8 @@ class FuseOptions:
         unknown = set(kwargs) - names
         if unknown:
             raise TypeError(f"unknown option(s) {sorted(unknown)}")
-        given = {f.name: f.default for f in dataclasses.fields(cls)} | kwargs
+        # (k_range: None means the regularizer's default)
+        given = {f.name: f.default for f in dataclasses.fields(cls)} | {"k_range": None} | kwargs
         given.pop("regularizer")
         out = check_options(regularizer, shape=shape, n_pixels_Y=n_pixels_Y, **given)
         kr = out["k_range"] or DEFAULT_K_RANGE.get(regularizer, PAPER_K_RANGE)
