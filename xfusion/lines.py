@@ -308,78 +308,16 @@ def line_map(
     biased and heavy-tailed at low S/N; the propagated errors hold where :math:`F/\sigma_F`
     is large (hence ``min_snr``).
     """
-    # ---- Z
-    if not isinstance(Z, xr.DataArray):
-        raise ValueError(f"Z must be an xarray.DataArray with an 'energy' dim; got "
-                         f"{type(Z).__name__}")
-    if "energy" not in Z.dims:
-        raise ValueError(f"Z must have an 'energy' dim (keV); its dims are {Z.dims}")
-    if "draw" in Z.dims:
-        raise ValueError("Z must not have a 'draw' dim; pass draws of the cube as draws=")
-    E, elo, ehi = _energy_grid(Z)
+    E, elo, ehi = _check_cube(Z)
     band_lo, band_hi = float(elo[0]), float(ehi[-1])
     dE = float(np.median(ehi - elo))
-
-    # ---- line
     e0 = line_energy(line)
     name = line if isinstance(line, str) else ""
     if not band_lo <= e0 <= band_hi:
         raise ValueError(f"line {line!r} ({e0:.6g} keV) lies outside Z's energy band "
                          f"[{band_lo:.6g}, {band_hi:.6g}] keV")
-
-    # ---- window
-    if window is None:
-        half = max(3 * dE, e0 * DEFAULT_HALF_WIDTH_KMS / C_KMS)
-        wa, wb = max(e0 - half, band_lo), min(e0 + half, band_hi)
-    else:
-        wa, wb = _band("window", window, band_lo, band_hi)
-        if not wa <= e0 <= wb:
-            raise ValueError(f"window {tuple(window)!r} does not contain the line's rest "
-                             f"energy {e0:.6g} keV")
-    win = _channels(E, wa, wb)
-    if win.size < 3:
-        raise ValueError(f"window ({wa:.6g}, {wb:.6g}) keV holds {win.size} channel(s) of Z; "
-                         "at least 3 are needed")
-
-    # ---- continuum
-    if isinstance(continuum, str):
-        if continuum.lower() != "none":
-            raise ValueError(f"continuum must be a sequence of (lo, hi) bands, None or "
-                             f"'none'; got {continuum!r}")
-        bands: list[tuple[float, float]] = []
-    elif continuum is None:
-        hw = 0.5 * (wb - wa)
-        bands = []
-        if wa - band_lo > 0.5 * dE:
-            bands.append((max(wa - hw, band_lo), wa))
-        if band_hi - wb > 0.5 * dE:
-            bands.append((wb, min(wb + hw, band_hi)))
-        if not bands:
-            raise ValueError(f"continuum: the window ({wa:.6g}, {wb:.6g}) keV fills Z's band; "
-                             "pass continuum bands or continuum='none'")
-    else:
-        try:
-            raw = list(continuum)
-        except TypeError:
-            raise ValueError(f"continuum must be a sequence of (lo, hi) bands; got "
-                             f"{continuum!r}") from None
-        if raw and np.ndim(raw[0]) == 0:  # a single (lo, hi) pair
-            raw = [raw]
-        bands = [_band("continuum", b, band_lo, band_hi) for b in raw]
-        if not bands:
-            raise ValueError("continuum: an empty list of bands; use continuum='none' for no "
-                             "continuum subtraction")
-    cont_sets = []
-    for a, b in bands:
-        ch = _channels(E, a, b)
-        ch = ch[(E[ch] < E[win[0]]) | (E[ch] > E[win[-1]])] if continuum is None else ch
-        if ch.size == 0:
-            raise ValueError(f"continuum band ({a:.6g}, {b:.6g}) keV holds no channel of Z")
-        if np.intersect1d(ch, win).size:
-            raise ValueError(f"continuum band ({a:.6g}, {b:.6g}) keV overlaps the window "
-                             f"({wa:.6g}, {wb:.6g}) keV")
-        cont_sets.append(ch)
-    cont = np.unique(np.concatenate(cont_sets)) if cont_sets else np.zeros(0, np.int64)
+    wa, wb, win = _window_channels(E, e0, window, band_lo, band_hi, dE)
+    bands, cont = _continuum_channels(E, win, wa, wb, continuum, band_lo, band_hi, dE)
     if not bands:
         model = "none"
     elif np.any(cont < win[0]) and np.any(cont > win[-1]) and cont.size >= 2:
@@ -387,91 +325,29 @@ def line_map(
     else:
         model = "constant"
     idx, f, g, h = _weights(E, e0, win, cont, model)
-
-    # ---- errors inputs
-    if min_snr is None or not np.isfinite(float(min_snr)) or float(min_snr) < 0:
-        raise ValueError(f"min_snr must be a finite number >= 0; got {min_snr!r}")
-    min_snr = float(min_snr)
-    if draws is not None:
-        if not isinstance(draws, xr.DataArray) or "draw" not in draws.dims:
-            raise ValueError("draws must be a DataArray with a 'draw' dim and Z's dims")
-        if set(draws.dims) - {"draw"} != set(Z.dims):
-            raise ValueError(f"draws must have Z's dims {Z.dims} plus 'draw'; got {draws.dims}")
-        if any(draws.sizes[d] != Z.sizes[d] for d in Z.dims):
-            raise ValueError(f"draws' sizes {dict(draws.sizes)} do not match Z's "
-                             f"{dict(Z.sizes)}")
-        if draws.sizes["draw"] < 2:
-            raise ValueError(f"draws needs at least 2 draws; got {draws.sizes['draw']}")
-        errors = "draws"
-    elif sigma is not None:
-        if not isinstance(sigma, xr.DataArray) or set(sigma.dims) != set(Z.dims):
-            raise ValueError(f"sigma must be a DataArray with Z's dims {Z.dims}")
-        if any(sigma.sizes[d] != Z.sizes[d] for d in Z.dims):
-            raise ValueError(f"sigma's sizes {dict(sigma.sizes)} do not match Z's "
-                             f"{dict(Z.sizes)}")
-        errors = "sigma"
-    else:
-        errors = "none"
+    min_snr = _check_min_snr(min_snr)
+    errors = _error_source(Z, sigma, draws)
 
     # ---- estimates
     Zf = Z.astype(np.float64) if Z.dtype != np.float64 else Z
     F = _select(Zf, idx, f)
-    G = _select(Zf, idx, g)
-    H = _select(Zf, idx, h)
     xa, xb = float(E[win[0]] - e0), float(E[win[-1]] - e0)
-    xbar, var = _moments(F, G, H, xa, xb)
+    xbar, var = _moments(F, _select(Zf, idx, g), _select(Zf, idx, h), xa, xb)
     wid = np.sqrt(var.where(var > 0))
-
-    nan = xr.full_like(F, np.nan)
     if errors == "draws":
-        D = draws.astype(np.float64) if draws.dtype != np.float64 else draws
-        Fd = _select(D, idx, f)
-        xd, vd = _moments(Fd, _select(D, idx, g), _select(D, idx, h), xa, xb)
-        wd = np.sqrt(vd.where(vd > 0))
-        F_err = _draw_std(Fd)
-        x_err = _draw_std(xd)
-        w_err = _draw_std(wd)
+        F_err, x_err, w_err = _errors_from_draws(draws, idx, f, g, h, xa, xb)
     elif errors == "sigma":
-        s2 = sigma.astype(np.float64) ** 2
-
-        def S(a: np.ndarray, b: np.ndarray) -> xr.DataArray:
-            return _select(s2, idx, a * b)
-
-        ff, fg, gg = S(f, f), S(f, g), S(g, g)
-        fh, gh, hh = S(f, h), S(g, h), S(h, h)
-        F_err = np.sqrt(ff)
-        Fs = F.where(F > 0)
-        x_err = np.sqrt(np.maximum(gg - 2 * xbar * fg + xbar**2 * ff, 0)) / Fs
-        a = xbar**2 - var
-        var_w2 = (hh + 4 * xbar**2 * gg + a**2 * ff - 4 * xbar * gh + 2 * a * fh
-                  - 4 * a * xbar * fg)
-        w_err = np.sqrt(np.maximum(var_w2, 0)) / Fs / (2 * wid)
+        F_err, x_err, w_err = _errors_from_sigma(sigma, idx, f, g, h, F, xbar, var, wid)
     else:
-        F_err = x_err = w_err = nan
+        F_err = x_err = w_err = xr.full_like(F, np.nan)
 
     # a flux indistinguishable from rounding (e.g. a pure continuum, subtracted) is no line
     tiny = 1e-9 * _select(abs(Zf), idx, np.abs(f))
     good = F > tiny
     if errors != "none" and min_snr > 0:
         good = good & (F >= min_snr * F_err)
-    xbar = xbar.where(good)
-    wid = wid.where(good)
-    x_err = x_err.where(good)
-    w_err = w_err.where(good)
-
-    k = C_KMS / e0
-    out = xr.Dataset({
-        "centroid": e0 + xbar, "centroid_err": x_err,
-        "velocity": -k * xbar, "velocity_err": k * x_err,
-        "width": wid, "width_err": w_err,
-        "sigma_v": k * wid, "sigma_v_err": k * w_err,
-        "flux": F, "flux_err": F_err,
-    })
-    for v in out.data_vars:
-        out[v].attrs["units"] = _UNITS[v]
-        base = v.removesuffix("_err")
-        out[v].attrs["long_name"] = (_LONG[base] if v == base
-                                     else f"standard error of {base}")
+    out = _line_dataset(e0, F, F_err, xbar.where(good), x_err.where(good), wid.where(good),
+                        w_err.where(good))
     note = {"draws": f"errors: standard deviation over {draws.sizes['draw']} draws"
                      if draws is not None else "",
             "sigma": "errors: first-order propagation of sigma, voxels taken as independent",
@@ -491,6 +367,167 @@ def line_map(
         "velocity_convention": "v = c (1 - centroid / line), km/s, positive = receding",
         "note": note,
     })
+    return out
+
+
+def _check_cube(Z) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Refuse a ``Z`` that is not a cube with an energy dim; its channel centres and edges."""
+    if not isinstance(Z, xr.DataArray):
+        raise ValueError(f"Z must be an xarray.DataArray with an 'energy' dim; got "
+                         f"{type(Z).__name__}")
+    if "energy" not in Z.dims:
+        raise ValueError(f"Z must have an 'energy' dim (keV); its dims are {Z.dims}")
+    if "draw" in Z.dims:
+        raise ValueError("Z must not have a 'draw' dim; pass draws of the cube as draws=")
+    return _energy_grid(Z)
+
+
+def _window_channels(E: np.ndarray, e0: float, window, band_lo: float, band_hi: float,
+                     dE: float) -> tuple[float, float, np.ndarray]:
+    """The line window ``(wa, wb)`` (keV; the default of :func:`line_map` if ``window`` is
+    None) and the indices of the channels it holds (at least 3)."""
+    if window is None:
+        half = max(3 * dE, e0 * DEFAULT_HALF_WIDTH_KMS / C_KMS)
+        wa, wb = max(e0 - half, band_lo), min(e0 + half, band_hi)
+    else:
+        wa, wb = _band("window", window, band_lo, band_hi)
+        if not wa <= e0 <= wb:
+            raise ValueError(f"window {tuple(window)!r} does not contain the line's rest "
+                             f"energy {e0:.6g} keV")
+    win = _channels(E, wa, wb)
+    if win.size < 3:
+        raise ValueError(f"window ({wa:.6g}, {wb:.6g}) keV holds {win.size} channel(s) of Z; "
+                         "at least 3 are needed")
+    return wa, wb, win
+
+
+def _continuum_bands(continuum, wa: float, wb: float, band_lo: float, band_hi: float,
+                     dE: float) -> list[tuple[float, float]]:
+    """The continuum bands (keV) that ``continuum`` asks for: none for ``"none"``, the side
+    bands of the window for None (see :func:`line_map`), else the checked bands given."""
+    if isinstance(continuum, str):
+        if continuum.lower() != "none":
+            raise ValueError(f"continuum must be a sequence of (lo, hi) bands, None or "
+                             f"'none'; got {continuum!r}")
+        return []
+    if continuum is None:
+        hw = 0.5 * (wb - wa)
+        bands = []
+        if wa - band_lo > 0.5 * dE:
+            bands.append((max(wa - hw, band_lo), wa))
+        if band_hi - wb > 0.5 * dE:
+            bands.append((wb, min(wb + hw, band_hi)))
+        if not bands:
+            raise ValueError(f"continuum: the window ({wa:.6g}, {wb:.6g}) keV fills Z's band; "
+                             "pass continuum bands or continuum='none'")
+        return bands
+    try:
+        raw = list(continuum)
+    except TypeError:
+        raise ValueError(f"continuum must be a sequence of (lo, hi) bands; got "
+                         f"{continuum!r}") from None
+    if raw and np.ndim(raw[0]) == 0:  # a single (lo, hi) pair
+        raw = [raw]
+    bands = [_band("continuum", b, band_lo, band_hi) for b in raw]
+    if not bands:
+        raise ValueError("continuum: an empty list of bands; use continuum='none' for no "
+                         "continuum subtraction")
+    return bands
+
+
+def _continuum_channels(E: np.ndarray, win: np.ndarray, wa: float, wb: float, continuum,
+                        band_lo: float, band_hi: float, dE: float
+                        ) -> tuple[list[tuple[float, float]], np.ndarray]:
+    """The continuum bands and the sorted indices of their channels, none in the window."""
+    bands = _continuum_bands(continuum, wa, wb, band_lo, band_hi, dE)
+    cont_sets = []
+    for a, b in bands:
+        ch = _channels(E, a, b)
+        ch = ch[(E[ch] < E[win[0]]) | (E[ch] > E[win[-1]])] if continuum is None else ch
+        if ch.size == 0:
+            raise ValueError(f"continuum band ({a:.6g}, {b:.6g}) keV holds no channel of Z")
+        if np.intersect1d(ch, win).size:
+            raise ValueError(f"continuum band ({a:.6g}, {b:.6g}) keV overlaps the window "
+                             f"({wa:.6g}, {wb:.6g}) keV")
+        cont_sets.append(ch)
+    cont = np.unique(np.concatenate(cont_sets)) if cont_sets else np.zeros(0, np.int64)
+    return bands, cont
+
+
+def _check_min_snr(min_snr) -> float:
+    if min_snr is None or not np.isfinite(float(min_snr)) or float(min_snr) < 0:
+        raise ValueError(f"min_snr must be a finite number >= 0; got {min_snr!r}")
+    return float(min_snr)
+
+
+def _error_source(Z: xr.DataArray, sigma, draws) -> str:
+    """``"draws"``, ``"sigma"`` or ``"none"``: where :func:`line_map`'s errors come from,
+    after checking that ``draws`` / ``sigma`` match ``Z``."""
+    if draws is not None:
+        if not isinstance(draws, xr.DataArray) or "draw" not in draws.dims:
+            raise ValueError("draws must be a DataArray with a 'draw' dim and Z's dims")
+        if set(draws.dims) - {"draw"} != set(Z.dims):
+            raise ValueError(f"draws must have Z's dims {Z.dims} plus 'draw'; got {draws.dims}")
+        if any(draws.sizes[d] != Z.sizes[d] for d in Z.dims):
+            raise ValueError(f"draws' sizes {dict(draws.sizes)} do not match Z's "
+                             f"{dict(Z.sizes)}")
+        if draws.sizes["draw"] < 2:
+            raise ValueError(f"draws needs at least 2 draws; got {draws.sizes['draw']}")
+        return "draws"
+    if sigma is not None:
+        if not isinstance(sigma, xr.DataArray) or set(sigma.dims) != set(Z.dims):
+            raise ValueError(f"sigma must be a DataArray with Z's dims {Z.dims}")
+        if any(sigma.sizes[d] != Z.sizes[d] for d in Z.dims):
+            raise ValueError(f"sigma's sizes {dict(sigma.sizes)} do not match Z's "
+                             f"{dict(Z.sizes)}")
+        return "sigma"
+    return "none"
+
+
+def _errors_from_draws(draws: xr.DataArray, idx, f, g, h, xa: float, xb: float):
+    """Standard errors of the flux, centroid offset and width: their spread over the draws."""
+    D = draws.astype(np.float64) if draws.dtype != np.float64 else draws
+    Fd = _select(D, idx, f)
+    xd, vd = _moments(Fd, _select(D, idx, g), _select(D, idx, h), xa, xb)
+    wd = np.sqrt(vd.where(vd > 0))
+    return _draw_std(Fd), _draw_std(xd), _draw_std(wd)
+
+
+def _errors_from_sigma(sigma: xr.DataArray, idx, f, g, h, F, xbar, var, wid):
+    """Standard errors of the flux, centroid offset and width by first-order propagation of
+    independent voxel errors (the formulas in :func:`line_map`'s notes)."""
+    s2 = sigma.astype(np.float64) ** 2
+
+    def S(a: np.ndarray, b: np.ndarray) -> xr.DataArray:
+        return _select(s2, idx, a * b)
+
+    ff, fg, gg = S(f, f), S(f, g), S(g, g)
+    fh, gh, hh = S(f, h), S(g, h), S(h, h)
+    F_err = np.sqrt(ff)
+    Fs = F.where(F > 0)
+    x_err = np.sqrt(np.maximum(gg - 2 * xbar * fg + xbar**2 * ff, 0)) / Fs
+    a = xbar**2 - var
+    var_w2 = (hh + 4 * xbar**2 * gg + a**2 * ff - 4 * xbar * gh + 2 * a * fh
+              - 4 * a * xbar * fg)
+    w_err = np.sqrt(np.maximum(var_w2, 0)) / Fs / (2 * wid)
+    return F_err, x_err, w_err
+
+
+def _line_dataset(e0: float, F, F_err, xbar, x_err, wid, w_err) -> xr.Dataset:
+    """The line map's variables, with units and long names, from the moments and errors."""
+    k = C_KMS / e0
+    out = xr.Dataset({
+        "centroid": e0 + xbar, "centroid_err": x_err,
+        "velocity": -k * xbar, "velocity_err": k * x_err,
+        "width": wid, "width_err": w_err,
+        "sigma_v": k * wid, "sigma_v_err": k * w_err,
+        "flux": F, "flux_err": F_err,
+    })
+    for v in out.data_vars:
+        out[v].attrs["units"] = _UNITS[v]
+        base = v.removesuffix("_err")
+        out[v].attrs["long_name"] = (_LONG[base] if v == base
+                                     else f"standard error of {base}")
     return out
 
 
