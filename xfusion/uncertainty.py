@@ -364,6 +364,19 @@ def bootstrap(ds: xr.Dataset, Z: xr.DataArray, n_draws: int = 16, seed: int = 0,
         raise OptionError(f"seed must be a whole number ≥ 0, got {seed!r}")
     validate(ds)
     Z = _check_cube(ds, Z)
+    kw = _refit_settings(ds, Z, fuse_overrides, max_iter)
+    z = np.asarray(Z.values)
+    mu_X, mu_Y = (np.clip(np.asarray(m.values, np.float64), 0, None) for m in forward(ds, Z))
+    results = _run_refits(n, ds, z, mu_X, mu_Y, int(seed), kw, client, progress)
+    return _draws_array(Z, results, kw, int(seed))
+
+
+def _refit_settings(ds: xr.Dataset, Z: xr.DataArray, fuse_overrides: dict,
+                    max_iter: int | None) -> dict:
+    """The :func:`xfusion.fuse` settings of the bootstrap's refits: ``Z``'s (see
+    :func:`fit_settings`) with the overrides, in-range J2 / J1 where unused, and ``Z``'s
+    absolute Sobolev weight held for ``lrs``."""
+    fuse_overrides = dict(fuse_overrides)
     regularizer = fuse_overrides.pop("regularizer", None)
     for bad in ("init", "progress", "output", "checkpoint", "resume", "client"):
         if bad in fuse_overrides:
@@ -382,9 +395,13 @@ def bootstrap(ds: xr.Dataset, Z: xr.DataArray, n_draws: int = 16, seed: int = 0,
     if (kw["regularizer"] == "lrs" and "sobolev_weight" in Z.attrs
             and "mu_sobolev" not in fuse_overrides):
         kw["_sobolev_weight"] = float(Z.attrs["sobolev_weight"])
-    z = np.asarray(Z.values)
-    mu_X, mu_Y = (np.clip(np.asarray(m.values, np.float64), 0, None) for m in forward(ds, Z))
+    return kw
 
+
+def _run_refits(n: int, ds: xr.Dataset, z: np.ndarray, mu_X: np.ndarray, mu_Y: np.ndarray,
+                seed: int, kw: dict, client, progress: bool) -> list:
+    """The ``n`` refits (:func:`_refit`), one after the other or as ``client.map`` tasks,
+    with a progress line; their results in draw order."""
     show = _Progress(n) if progress else None
     if show:
         show(0)
@@ -394,18 +411,23 @@ def bootstrap(ds: xr.Dataset, Z: xr.DataArray, n_draws: int = 16, seed: int = 0,
             results.append(_refit(i, ds, z, mu_X, mu_Y, seed, kw))
             if show:
                 show(i + 1)
-    else:
-        from distributed import as_completed
+        return results
+    from distributed import as_completed
 
-        args = client.scatter([ds, z, mu_X, mu_Y], broadcast=True)
-        futs = client.map(_refit, range(n), ds=args[0], Z=args[1], mu_X=args[2],
-                          mu_Y=args[3], seed=int(seed), kw=kw, single_thread=True,
-                          pure=False)
-        for done, _ in enumerate(as_completed(futs), 1):
-            if show:
-                show(done)
-        results = client.gather(futs)
+    args = client.scatter([ds, z, mu_X, mu_Y], broadcast=True)
+    futs = client.map(_refit, range(n), ds=args[0], Z=args[1], mu_X=args[2],
+                      mu_Y=args[3], seed=seed, kw=kw, single_thread=True,
+                      pure=False)
+    for done, _ in enumerate(as_completed(futs), 1):
+        if show:
+            show(done)
+    return client.gather(futs)
 
+
+def _draws_array(Z: xr.DataArray, results: list, kw: dict, seed: int) -> xr.DataArray:
+    """The refits as ``Z_draws`` (draw, energy, y, x) with their per-draw records as
+    coordinates and the refits' settings as attrs."""
+    n = len(results)
     cubes = np.stack([r[0] for r in results])
     recs = [r[1] for r in results]
     coords = _coords(Z, ("draw", *_PIX))
@@ -414,7 +436,7 @@ def bootstrap(ds: xr.Dataset, Z: xr.DataArray, n_draws: int = 16, seed: int = 0,
         coords[name] = ("draw", np.array([r[name] for r in recs]))
     attrs = {"units": Z.attrs.get("units", "photon cm-2 s-1"),
              "long_name": "bootstrap refits of the fused cube",
-             "method": "parametric bootstrap", "n_draws": n, "seed": int(seed),
+             "method": "parametric bootstrap", "n_draws": n, "seed": seed,
              **{f"fit_{k}": (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()
                 if not k.startswith("_")},
              "first_fit_time": float(Z.attrs.get("wall_time", float("nan")))}
