@@ -37,7 +37,8 @@ from .steps import step_size
 
 __all__ = ["fuse", "initial_guess", "DEFAULT_TOL"]
 
-#: Default relative-change tolerance of the objective (see docs/solver.md for how it was chosen).
+#: Default tolerance on the objective's relative change per iteration (the stopping rule,
+#: :class:`xfusion.solver.RelativeChange`; docs/solver.md).
 DEFAULT_TOL = 1e-6
 
 def _blocks(a, vM, vN):

@@ -275,7 +275,8 @@ def choose_rank(Y, weights, ranks=RANKS, n_iter: int | None = None, seed: int = 
 
 
 class LowRank:
-    r"""``x = W`` of shape (r, M, N) with :math:`Z = V W` (V: L × r, orthonormal columns).
+    r"""``x = W`` of shape (r, M, N) with :math:`Z = V W` (V: L × r, non-negative columns summing
+    to 1, :func:`nmf_subspace`).
 
     When the effective areas depend on energy only and the PSF does not depend on energy,
     the model factorises:
