@@ -390,7 +390,7 @@ def test_lattice_sample_is_lazy_and_regular():
     s = W.lattice_sample(a, n=1 << 14)
     assert (1 << 12) <= s.size <= 1 << 16 and np.shares_memory(s, a)
     d = W.lattice_sample(da.from_array(a, chunks=(100, 20, 20)), n=1 << 14)
-    assert W._is_dask(d)
+    assert W.is_dask(d)
     np.testing.assert_array_equal(d.compute(), s)
     per = W.lattice_sample(a, n=1 << 10, keep_leading=True)
     assert per.shape[0] == 600
@@ -402,5 +402,5 @@ def test_brightness_k_on_dask_with_reference_stays_lazy():
     c = np.random.default_rng(1).lognormal(size=(30, 16, 16)).astype(np.float32)
     ref = float(np.median(c))
     k = W.brightness_k(da.from_array(c, chunks=(7, 16, 5)), 4.0, 8.0, reference=ref)
-    assert W._is_dask(k)
+    assert W.is_dask(k)
     np.testing.assert_allclose(k.compute(), W.brightness_k(c, 4.0, 8.0), rtol=1e-6)

@@ -1,10 +1,10 @@
-"""The one private module that owns the dask side of xfusion.
+"""Chunks, persistence and memory: the dask side of the solver loop.
 
 * :func:`plan_chunks` chooses the chunks of the cube Z from the problem's chunks: regular
   chunks, boundaries on multiples of the rebinning factors (so the block sum of Y never
   straddles two chunks), never smaller than the PSF half-width (the halo the PSF convolution
-  reads from its neighbours, with a zero boundary whose adjoint is exact). The starlet's own halo
-  (``2(2^J - 1)``, mirror boundary) is handled by :mod:`xfusion.wavelets`.
+  reads from its neighbours, with a zero boundary whose adjoint is exact). Every halo exchange
+  (PSF, starlet, per-chunk prox, Sobolev) goes through :mod:`xfusion.halo`.
 * :func:`persist` persists and waits, so that the solver's task graph is cut every iteration.
 * Stores are written by :mod:`xfusion._store` (one rule for every output).
 * :func:`memory_available` / :func:`needs_cluster` decide when a problem does not fit.
@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from .operators.base import is_dask
+from .halo import is_dask
 
 __all__ = ["is_dask", "persist", "plan_chunks", "aligned", "regular",
            "memory_available", "needs_cluster", "active_client", "to_dask"]

@@ -21,6 +21,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import xlogy
 
+from .halo import is_dask
+
 __all__ = ["Functional", "PoissonLoss", "Sobolev", "Positivity", "Zero", "soft_threshold", "total"]
 
 #: fewest elements per block of the Poisson loss's threaded pass
@@ -132,7 +134,7 @@ class PoissonLoss(Functional):
         self.D = D.astype(dtype) if hasattr(D, "astype") else np.asarray(D, dtype)
         self.eps = float(eps)
         self.const = total(xlogy(np.asarray(D, np.float64), np.asarray(D, np.float64))
-                           - np.asarray(D, np.float64)) if not _is_dask(D) else \
+                           - np.asarray(D, np.float64)) if not is_dask(D) else \
             float((_dask_xlogy(D) - D.astype(np.float64)).sum().compute())
 
     def _fast(self, mu) -> bool:
@@ -205,7 +207,7 @@ class PoissonLoss(Functional):
 
     def value(self, mu) -> float:
         D, e = self.D, self.eps
-        if _is_dask(mu):
+        if is_dask(mu):
             v = self._dask_fast_value(mu)
             if v is not None:
                 return v
@@ -236,7 +238,7 @@ class PoissonLoss(Functional):
     def value_and_grad(self, mu):
         """Value and gradient in one pass over the data (one ``min`` check for both)."""
         D = self.D
-        if _is_dask(mu):  # one compute for the min test and both sums
+        if is_dask(mu):  # one compute for the min test and both sums
             v = self._dask_fast_value(mu)
             if v is not None:
                 return v, 1 - D / mu
@@ -336,10 +338,6 @@ def _loss_kernels():
     return _compiled_loss() if _starlet_jit.available() else None
 
 
-def _is_dask(a) -> bool:
-    return type(a).__module__.startswith("dask.")
-
-
 def _dask_xlogy(D):
     import dask.array as da
 
@@ -383,18 +381,23 @@ class Sobolev(Functional):
         self.weight = float(weight)
 
     @staticmethod
+    def depth(ndim: int) -> dict[int, int]:
+        """The halo the chunked value and gradient read: one pixel along y and x."""
+        return {ndim - 2: 1, ndim - 1: 1}
+
+    @staticmethod
     def _diffs(W):
         return np.diff(W, axis=-2), np.diff(W, axis=-1)
 
     def value(self, W) -> float:
-        if _is_dask(W):
+        if is_dask(W):
             return self.weight * float(_sobolev_dask(W, _sobolev_sum, value=True).sum(
                 dtype=np.float64).compute())
         dy, dx = self._diffs(W)
         return self.weight * (total(dy * dy) + total(dx * dx))
 
     def grad(self, W):
-        if _is_dask(W):
+        if is_dask(W):
             return 2 * self.weight * _sobolev_dask(W, _sobolev_laplacian)
         dy, dx = self._diffs(W)
         return 2 * self.weight * (_diff_adjoint(dy, -2) + _diff_adjoint(dx, -1))
@@ -430,12 +433,12 @@ def _sobolev_dask(W, kernel, value: bool = False):
     """``kernel`` of every chunk of dask ``W`` with its one-pixel y/x halo (mirrored at the
     image's edges): an array chunked like ``W`` or, with ``value``, one float64 per chunk."""
     import dask.array as da
-    from dask.array.overlap import overlap
+
+    from .halo import plan
 
     nd = W.ndim
-    lead = range(nd - 2)
-    We = overlap(W, depth={**{i: 0 for i in lead}, nd - 2: 1, nd - 1: 1},
-                 boundary={**{i: "none" for i in lead}, nd - 2: "reflect", nd - 1: "reflect"})
+    W, halo = plan(W, Sobolev.depth(nd), "reflect", every_axis=True)
+    We = halo.extend(W)
     if value:
         return da.map_blocks(kernel, We, chunks=tuple((1,) * n for n in W.numblocks),
                              dtype=np.float64, meta=np.empty((0,) * nd, np.float64))

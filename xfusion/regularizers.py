@@ -32,7 +32,7 @@ import functools
 import numpy as np
 
 from .functionals import Functional
-from .operators.base import is_dask
+from .halo import is_dask
 
 __all__ = ["StarletL1"]
 
@@ -50,13 +50,6 @@ def _second(r):
 def _third(r):
     """The third entry of a task result."""
     return r[2]
-
-
-def _core(shape, cl, dep, nb):
-    """The core of a block of ``shape`` at chunk location ``cl`` (halos ``dep``, ``nb`` blocks)."""
-    return tuple(slice(dep.get(ax, 0) if cl[ax] > 0 else 0,
-                       shape[ax] - (dep.get(ax, 0) if cl[ax] < nb[ax] - 1 else 0))
-                 for ax in range(len(shape)))
 
 
 class _Lattice:
@@ -262,8 +255,9 @@ class StarletL1(Functional):
             return tuple(sl.step or 1 for sl in idx)
 
         fst, ast = steps(keep_leading=self.per_slice), steps()
-        v, vo, dep, nb = self._halo(v)
-        starts = [np.concatenate([[0], np.cumsum(ch)]).astype(int) for ch in v.chunks]
+        v, halo = self._halo(v)
+        vo = halo.extend(v)
+        starts = halo.starts
 
         def local(st, ax, i):
             s0, s1 = starts[ax][i], starts[ax][i + 1]
@@ -278,7 +272,7 @@ class StarletL1(Functional):
         @_in_task
         def task(vb, block_info=None):
             cl = block_info[0]["chunk-location"]
-            core = _core(vb.shape, cl, dep, nb)
+            core = halo.core(cl, vb.shape)
             c = T.forward(np.ascontiguousarray(vb))
             fl = tuple(local(fst[ax], ax, i) for ax, i in enumerate(cl))
             al = tuple(local(ast[ax], ax, i) for ax, i in enumerate(cl))
@@ -294,12 +288,11 @@ class StarletL1(Functional):
         return fin, amp, coarse
 
     def _halo(self, v):
-        """``v`` (small chunks merged), its chunks with the starlet's halo, the depths, the
-        number of blocks (:func:`xfusion.wavelets.halo_blocks`)."""
-        from .wavelets import halo_blocks
+        """``v`` (small chunks merged) and the plan of its exchange of the starlet's halo
+        (:func:`xfusion.halo.plan`)."""
+        from .halo import plan
 
-        v, vo, dep = halo_blocks(v, self.T.T.depth(v.ndim))
-        return v, vo, dep, v.numblocks
+        return plan(v, self.T.T.depth(v.ndim), "none", small="merge")
 
     has_prox = True
 
@@ -389,27 +382,23 @@ class StarletL1(Functional):
     def _threshold_dask(self, v, base):
         """``StarletBands.threshold`` of a dask ``v`` chunk by chunk: lazy ``(x, l1)``."""
         import dask.array as da
-        from dask.array.overlap import overlap
 
         dt = np.dtype(v.dtype)
         if not np.issubdtype(dt, np.floating):
             dt = np.dtype(np.float64)
-        v, vo, dep, nb = self._halo(v.astype(dt))
+        v, halo = self._halo(v.astype(dt))
+        vo, nb = halo.extend(v), halo.numblocks
         base = da.asarray(base).astype(dt)
         if base.shape != tuple(v.shape):
             base = da.broadcast_to(base, v.shape)
-        base = base.rechunk(v.chunks)
-        bo = base
-        if dep:
-            bo = overlap(base, depth={i: dep.get(i, 0) for i in range(v.ndim)},
-                         boundary={i: "none" for i in range(v.ndim)})
+        bo = halo.extend(base)
         T = _serial(self.T)
         g = [float(gb) for gb in T.noise_gains]
         bands = list(T.detail_bands)
 
         @_in_task
         def task(vb, bb, block_info=None):
-            core = _core(vb.shape, block_info[0]["chunk-location"], dep, nb)
+            core = halo.core(block_info[0]["chunk-location"], vb.shape)
             t = np.zeros(vb.shape, dt)              # no thresholding (and no l1) on the halo
             t[core] = bb[core]
             x, l1 = T.threshold(np.ascontiguousarray(vb, dtype=dt),
@@ -461,23 +450,21 @@ class StarletL1(Functional):
         """:meth:`value` of a chunked ``x``: one task per chunk (with the starlet's halo) sums
         the weighted coefficients of its core."""
         import dask.array as da
-        from dask.array.overlap import overlap
 
         dt = np.dtype(x.dtype) if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
-        x, xo, dep, nb = self._halo(x.astype(dt))
+        x, halo = self._halo(x.astype(dt))
+        xo, nb = halo.extend(x), halo.numblocks
         base = da.asarray(self.base).astype(dt)
         if base.shape != tuple(x.shape):
             base = da.broadcast_to(base, x.shape)
-        base = base.rechunk(x.chunks)
-        bo = overlap(base, depth={i: dep.get(i, 0) for i in range(x.ndim)},
-                     boundary={i: "none" for i in range(x.ndim)}) if dep else base
+        bo = halo.extend(base)
         T = _serial(self.T)
         g = [float(gb) for gb in T.noise_gains]
         bands = list(T.detail_bands)
 
         @_in_task
         def task(xb, bb, block_info=None):
-            core = _core(xb.shape, block_info[0]["chunk-location"], dep, nb)
+            core = halo.core(block_info[0]["chunk-location"], xb.shape)
             c = T.forward(np.ascontiguousarray(xb, dtype=dt))
             s = sum(g[b] * float(np.sum(np.abs(c[b][core]) * bb[core], dtype=np.float64))
                     for b in bands)

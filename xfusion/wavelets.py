@@ -69,6 +69,7 @@ import numpy as np
 
 from . import _starlet_jit
 from ._threads import run_blocks
+from .halo import is_dask
 
 __all__ = [
     "B3_KERNEL",
@@ -126,10 +127,6 @@ def _float_dtype(dtype: np.dtype) -> np.dtype:
     if dt.kind == "c":
         raise TypeError(f"complex input is not supported (dtype {dtype})")
     return dt
-
-
-def _is_dask(x: Any) -> bool:
-    return type(x).__module__.split(".")[0] == "dask"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -690,36 +687,8 @@ def _out(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> np.
 
 
 # ----------------------------------------------------------------------------------------------
-# dask driver: one overlap with explicit depth, then map_blocks that knows the global edges
+# dask driver: one halo exchange (xfusion.halo), then map_blocks that knows the global edges
 # ----------------------------------------------------------------------------------------------
-def halo_blocks(x, depth: dict[int, int]):
-    """Plan the halo exchange of dask array ``x`` for a filter of ``depth[axis]`` samples.
-
-    Axes in one chunk need no halo; an axis no longer than twice its depth becomes one chunk;
-    chunks smaller than the depth are merged (``ensure_minimum_chunksize``). Returns
-    ``(x, xo, dep)``: ``x`` rechunked, ``xo`` with each chunk extended by its neighbours'
-    samples (``boundary='none'``: nothing is added at the array's ends, where the numpy
-    kernel applies the exact boundary) and ``dep`` the depths actually used.
-    """
-    from dask.array.overlap import ensure_minimum_chunksize, overlap
-
-    dep: dict[int, int] = {}
-    new_chunks: dict[int, Any] = {}
-    for ax, D in depth.items():
-        if x.numblocks[ax] > 1 and D > 0:
-            if x.shape[ax] <= 2 * D:              # too short to be worth a halo: one chunk
-                new_chunks[ax] = -1
-                continue
-            dep[ax] = D
-            if min(x.chunks[ax]) < D:
-                new_chunks[ax] = ensure_minimum_chunksize(D, x.chunks[ax])
-    if new_chunks:
-        x = x.rechunk(new_chunks)
-    xo = overlap(x, depth={i: dep.get(i, 0) for i in range(x.ndim)},
-                 boundary={i: "none" for i in range(x.ndim)}) if dep else x
-    return x, xo, dep
-
-
 def _dask_apply(x, axes: Sequence[int], depth: dict[int, int], n_lead_in: int,
                 lead_out: tuple[int, ...], kernel: Callable, dtype: np.dtype):
     """Run ``kernel(block, edges, core, loc)`` on every chunk of dask array ``x`` with halos.
@@ -734,31 +703,20 @@ def _dask_apply(x, axes: Sequence[int], depth: dict[int, int], n_lead_in: int,
     """
     import dask.array as da
 
+    from .halo import plan
+
     x = x.astype(dtype)
     if n_lead_in:
         x = x.rechunk({i: -1 for i in range(n_lead_in)})
-    x, xo, dep = halo_blocks(x, {ax + n_lead_in: depth[ax] for ax in axes})
+    x, halo = plan(x, {ax + n_lead_in: depth[ax] for ax in axes}, "none", small="merge")
+    xo = halo.extend(x)
     data_chunks = x.chunks[n_lead_in:]
-    starts = [np.concatenate([[0], np.cumsum(c)]).astype(int) for c in data_chunks]
-    nb = x.numblocks
+    faxes = [ax + n_lead_in for ax in axes]
 
     def fn(block, block_info=None):
         cl = block_info[0]["chunk-location"]
-        edges, core = [], []
-        for ax in axes:
-            axx = ax + n_lead_in
-            i = cl[axx]
-            s0, s1 = starts[ax][i], starts[ax][i + 1]
-            D = dep.get(axx, 0)
-            g0 = s0 - (D if i > 0 else 0)              # global extent of the block with halo
-            g1 = s1 + (D if i < nb[axx] - 1 else 0)
-            # a side is a true boundary as soon as the block reaches the array's end (the
-            # transposed smoothing differs from the stencil up to 2d + 1 rows from the end)
-            edges.append((g0 == 0, g1 == starts[ax][-1]))
-            core.append((s0 - g0, s1 - g0))
-        loc = tuple(slice(int(st[i]), int(st[i + 1]))
-                    for st, i in zip(starts, cl[n_lead_in:], strict=True))
-        return kernel(np.ascontiguousarray(block), edges, core, loc)
+        edges, core, loc = halo.frame(cl, faxes)
+        return kernel(np.ascontiguousarray(block), edges, core, loc[n_lead_in:])
 
     chunks = tuple((s,) for s in lead_out) + data_chunks
     meta = np.empty((0,) * (len(lead_out) + len(data_chunks)), dtype)
@@ -824,7 +782,7 @@ class _Starlet:
             C-contiguous array of shape ``coeff_shape(z.shape)`` and ``z``'s float dtype to
             write into (saves allocating, and page-faulting, a large array every call).
         """
-        if _is_dask(z):
+        if is_dask(z):
             return self._dask(z, 0, self._lead, self._dask_fwd)
         z = _prepare(z)
         out = _out(out, self.coeff_shape(z.shape), z.dtype)
@@ -839,7 +797,7 @@ class _Starlet:
     def adjoint(self, coeffs, out: np.ndarray | None = None):
         """Adjoint of :meth:`forward` (Euclidean inner product): coefficients → data."""
         nl = len(self._lead)
-        if _is_dask(coeffs):
+        if is_dask(coeffs):
             self._check_coeffs(coeffs.shape)
             return self._dask(coeffs, nl, (), self._dask_adj)
         c = _prepare(coeffs)
@@ -857,7 +815,7 @@ class _Starlet:
         """Reconstruction: the sum of all scales (the exact inverse of :meth:`forward`)."""
         nl = len(self._lead)
         self._check_coeffs(np.shape(coeffs))
-        if _is_dask(coeffs):
+        if is_dask(coeffs):
             dt = _float_dtype(coeffs.dtype)
             return coeffs.astype(dt).sum(axis=tuple(range(nl)), dtype=dt)
         c = _prepare(coeffs)
@@ -926,7 +884,7 @@ class _Starlet:
         >>> bool(np.allclose(x, T.inverse(c)))
         True
         """
-        if _is_dask(z):
+        if is_dask(z):
             return self._dask(z, 0, (), functools.partial(self._dask_filter, _ApplyFn, fn))
         z = _prepare(z)
         self._check_data(z.shape)
@@ -993,7 +951,7 @@ class _Starlet:
             get = thresh
         else:
             raise TypeError(f"thresh must be a mapping or a callable, got {type(thresh)}")
-        if _is_dask(z):
+        if is_dask(z):
             if return_l1:
                 raise NotImplementedError("return_l1 is not available for dask input")
             x = self._dask(z, 0, (), functools.partial(self._dask_filter, _SoftThreshold, get))
@@ -1427,7 +1385,7 @@ def mad_sigma(w, axis: int | tuple[int, ...] | None = None) -> Any:
     ``b`` divide by the finest band's gain and multiply by band ``b``'s
     (:attr:`Starlet2D.noise_gains`).
     """
-    if _is_dask(w):
+    if is_dask(w):
         w = w.compute()
     w = np.asarray(w)
     if axis is None:
@@ -1463,11 +1421,11 @@ def soft_threshold(w, thresh, out: np.ndarray | None = None):
     if np.isscalar(thresh):
         if not thresh >= 0:
             raise ValueError(f"thresh must be >= 0, got {thresh!r}")
-    elif not _is_dask(thresh):
+    elif not is_dask(thresh):
         thresh = np.asarray(thresh)
         if thresh.size and not np.min(thresh) >= 0:
             raise ValueError(f"thresh must be >= 0, got a minimum of {np.min(thresh)!r}")
-    if _is_dask(w) or _is_dask(thresh):
+    if is_dask(w) or is_dask(thresh):
         import dask.array as da
 
         w = da.asarray(w)
@@ -1567,7 +1525,7 @@ def brightness_k(coarse, k_min: float = 0.5, k_max: float = 3.0, pivot: float = 
         raise ValueError(f"need 0 <= k_min <= k_max, got k_min={k_min}, k_max={k_max}")
     if not (pivot > 0 and slope > 0):
         raise ValueError(f"pivot and slope must be > 0, got pivot={pivot}, slope={slope}")
-    if _is_dask(coarse):
+    if is_dask(coarse):
         if reference is not None:
             dt = _float_dtype(coarse.dtype)
             return coarse.map_blocks(brightness_k, k_min, k_max, pivot, slope,

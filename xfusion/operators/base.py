@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..halo import is_dask
+
 __all__ = ["LinearOperator", "Chain", "is_dask"]
 
 
-def is_dask(a) -> bool:
-    """True for a dask array (without importing dask when it is not needed)."""
-    return type(a).__module__.startswith("dask.")
 
 
 class LinearOperator:

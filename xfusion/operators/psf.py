@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
+from ..halo import map_with_halo
 from .base import LinearOperator, float_dtype, is_dask
 
 __all__ = ["PSFConvolution", "band_runs"]
@@ -99,8 +100,6 @@ class PSFConvolution(LinearOperator):
     def _dispatch(self, z, flip: bool):
         if not is_dask(z):
             return self._apply(z, flip)
-        import dask.array as da
-
         dt = float_dtype(z)
         offsets = np.concatenate([[0], np.cumsum(z.chunks[0])[:-1]])
 
@@ -108,17 +107,13 @@ class PSFConvolution(LinearOperator):
             e0 = int(offsets[block_info[0]["chunk-location"][0]]) if block_info else 0
             return self._apply(b, flip, e0, workers=1)
 
-        if len(z.chunks[1]) == 1 and len(z.chunks[2]) == 1:
-            return z.map_blocks(block, dtype=dt, meta=np.empty((0, 0, 0), dt))
-        hy, hx = self.half
-        small = min(min(z.chunks[1]), min(z.chunks[2]))
-        if small < max(hy, hx):
-            raise ValueError(
-                f"spatial chunks of {small} pixels are smaller than the PSF half-width "
-                f"{max(hy, hx)}; use larger chunks in y/x"
-            )
-        return da.map_overlap(block, z, depth={0: 0, 1: hy, 2: hx}, boundary=0,
-                              dtype=dt, meta=np.empty((0, 0, 0), dt))
+        return map_with_halo(block, z, self.depth, boundary=0, dtype=dt, small="raise")
+
+    @property
+    def depth(self) -> dict[int, int]:
+        """The halo the convolution reads on chunked arrays: the kernel's half-widths along
+        y and x."""
+        return {1: self.half[0], 2: self.half[1]}
 
     def squared(self) -> PSFConvolution:
         return PSFConvolution(self.psf**2, self.shape_in)
