@@ -147,12 +147,8 @@ class PoissonLoss(Functional):
 
         ``None`` when μ is not a C-contiguous numpy array of D's shape and dtype. The log is
         numpy's (vectorised; numpy releases the GIL); the sum and the gradient, extension
-        included, are one compiled pass when numba is available (an earlier all-compiled loss,
-        with numba's scalar log, was no faster than numpy); without it a block with some μ
-        below the extension's start is evaluated with numpy where-expressions on that block.
-        Measured on a μ of Y's size on ``gaussian_1kev_rebin`` (540 000 bins, 2 cores), value /
-        value and gradient: numpy over the whole array 0.95 / 1.33 ms, compiled blocks 0.54 /
-        0.63 ms; with bins without counts below ε 6.0 / 8.1, 0.9 / 1.2 (numpy blocks 2.3 / 2.9).
+        included, are one compiled pass when numba is available; without it a block with some
+        μ below the extension's start is evaluated with numpy where-expressions on that block.
         """
         D = self.D
         if not (type(mu) is np.ndarray and type(D) is np.ndarray and mu.flags.c_contiguous

@@ -32,7 +32,7 @@ projects them along the line of sight, with interstellar absorption. All of it i
 
 The truth's resolution
 ----------------------
-Z is meant to keep X's pixels and Y's channels, and the forward model (docs/index.md) has neither
+Z is meant to keep X's pixels and Y's channels, and the forward model (docs/model.md) has neither
 X's PSF nor Y's line-spread function. So, by default, ``Z_true`` is the sky *seen at that
 resolution*: lines carry Y's line-spread function (added in quadrature to their widths) and
 every energy slice is blurred by X's PSF (the paper's "PSF std" of X, Table 1). ``X_true`` and
@@ -773,7 +773,7 @@ def expected_counts(
     vM: int,
     vN: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    r"""Noiseless expected counts of both instruments (docs/index.md), computed directly.
+    r"""Noiseless expected counts of both instruments (docs/model.md), computed directly.
 
     Independent of :mod:`xfusion.operators` (used to cross-check them).
 

@@ -1,4 +1,4 @@
-"""The composed forward model μ_X(Z), μ_Y(Z) (docs/index.md) and its adjoints."""
+"""The composed forward model μ_X(Z), μ_Y(Z) (docs/model.md) and its adjoints."""
 
 from __future__ import annotations
 
