@@ -206,10 +206,9 @@ def main(argv=None) -> None:
                     os.environ["XFUSION_JIT"] = old
         return run
 
-    from xfusion import _starlet_jit
-    from xfusion.wavelets_bands import StarletBands
+    from xfusion.starlet import StarletBands, _jit
     B = StarletBands(T, shape)
-    jit = "compiled" if _starlet_jit.available() else "numpy (numba absent)"
+    jit = "compiled" if _jit.available() else "numpy (numba absent)"
     cases = {
         "forward (out= preallocated)": lambda: T.forward(z, out=cbuf),
         "forward (new array)": lambda: T.forward(z),

@@ -14,8 +14,8 @@ from xfusion.options import REGULARIZERS, FuseOptions, OptionError
 from xfusion.parametrization import FullCube
 from xfusion.regularizers import StarletL1
 from xfusion.solver import FISTA, RelativeChange
+from xfusion.starlet import starlet_bands
 from xfusion.steps import EMBacktracking, QuadraticBacktracking, step_size
-from xfusion.wavelets_bands import starlet_bands
 
 from .conftest import consistent_problem
 

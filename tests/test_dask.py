@@ -247,7 +247,7 @@ def test_starlet_prox_chunked_equals_numpy(kind, shape, chunks, k, per_slice):
     import dask.array as da
 
     from xfusion.regularizers import StarletL1
-    from xfusion.wavelets_bands import starlet_bands
+    from xfusion.starlet import starlet_bands
 
     rng = np.random.default_rng(1)
     v = rng.random(shape)
@@ -271,9 +271,9 @@ def test_starlet_prox_tasks_run_serial_and_keep_no_scratch(monkeypatch):
     its scratch buffers when the task ends (kept buffers are unmanaged memory of a worker)."""
     import dask.array as da
 
-    import xfusion.wavelets as wv
+    import xfusion.starlet.transforms as wv
     from xfusion.regularizers import StarletL1
-    from xfusion.wavelets_bands import starlet_bands
+    from xfusion.starlet import starlet_bands
 
     threads = []
     run = wv._run
@@ -300,11 +300,11 @@ def test_starlet_estimate_samples_chunk_by_chunk(monkeypatch, per_slice):
 
     import dask.array as da
 
-    import xfusion.wavelets as wv
+    import xfusion.starlet as st
     from xfusion.regularizers import StarletL1
-    from xfusion.wavelets_bands import starlet_bands
+    from xfusion.starlet import starlet_bands
 
-    monkeypatch.setattr(wv, "lattice_sample", functools.partial(wv.lattice_sample, n=97))
+    monkeypatch.setattr(st, "lattice_sample", functools.partial(st.lattice_sample, n=97))
     shape = (50, 23, 29)
     rng = np.random.default_rng(2)
     v = rng.random(shape) ** 3

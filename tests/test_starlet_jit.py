@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import xfusion.wavelets as W
-from xfusion import _starlet_jit as J
+import xfusion.starlet.transforms as W
+from xfusion.starlet import _jit as J
 
 pytest.importorskip("numba")
 
@@ -87,7 +87,7 @@ def test_jit_threshold_on_dask_chunks_with_spatial_halos(monkeypatch):
 @pytest.mark.parametrize("shape", [(40, 9, 12), (3, 2, 2), (70, 1, 5)])
 @pytest.mark.parametrize("boundary", ["mirror", "reflect"])
 def test_finest_and_coarse_are_those_of_the_forward_transform(shape, boundary, monkeypatch):
-    from xfusion.wavelets_bands import StarletBands
+    from xfusion.starlet import StarletBands
 
     T = W.Starlet2D1D(2, 3, boundary)
     z = rand(shape, seed=5)
@@ -107,7 +107,7 @@ def test_finest_and_coarse_are_those_of_the_forward_transform(shape, boundary, m
                                     (slice(None),) * 3])
 @pytest.mark.parametrize("boundary", ["mirror", "reflect"])
 def test_finest_band_at_a_lattice_is_the_full_band_sliced(sample, boundary, monkeypatch):
-    from xfusion.wavelets_bands import StarletBands
+    from xfusion.starlet import StarletBands
 
     z = rand((41, 11, 13), seed=6)
     c = W.Starlet2D1D(2, 3, boundary).forward(z)
@@ -124,7 +124,7 @@ def test_finest_band_at_a_lattice_is_the_full_band_sliced(sample, boundary, monk
 def test_threshold_reusing_the_estimates_spatial_smoothings(shape):
     """The prox given the spatial smoothings formed by the estimate equals the one that forms
     them itself (blocks with energy halos slice the whole-cube smoothings)."""
-    from xfusion.wavelets_bands import StarletBands
+    from xfusion.starlet import StarletBands
 
     z = rand(shape, seed=7)
     T = W.Starlet2D1D(2, 3)

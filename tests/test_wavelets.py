@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage as ndi
 from scipy.optimize import minimize_scalar
 
-from xfusion import wavelets as W
+from xfusion.starlet import transforms as W
 from xfusion.testing import adjoint_error, assert_adjoint
 
 da = pytest.importorskip("dask.array")

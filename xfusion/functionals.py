@@ -269,9 +269,9 @@ def _terms_grad(mu, D, e, start, slope, curv):
 
 @lru_cache(maxsize=1)
 def _compiled_loss():
-    from . import _starlet_jit
+    from .starlet import _jit
 
-    nb = _starlet_jit.numba
+    nb = _jit.numba
     if nb is None:  # pragma: no cover - numba is optional
         return None
     # no "arcp" (reciprocal approximation): the gradient equals numpy's 1 - D/μ bit for
@@ -333,9 +333,9 @@ def _compiled_loss():
 
 def _loss_kernels():
     """The compiled sums of the Poisson loss (numba, ``XFUSION_JIT`` not ``0``), or None."""
-    from . import _starlet_jit
+    from .starlet import _jit
 
-    return _compiled_loss() if _starlet_jit.available() else None
+    return _compiled_loss() if _jit.available() else None
 
 
 def _dask_xlogy(D):

@@ -79,7 +79,7 @@ def _in_task(fn):
     transform keeps on the calling thread (:class:`xfusion.wavelets._Workspace`, up to 64 MB
     per role) are dropped when the task ends, so that they do not stay in the worker between
     tasks as unmanaged memory (which makes the worker spill its managed data early)."""
-    from .wavelets import release_scratch
+    from .starlet import release_scratch
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
@@ -161,7 +161,7 @@ class StarletL1(Functional):
     def _estimate(self, v, sqrtP, fused: tuple | None = None) -> None:
         """Set the noise scale and the k map from ``v`` (and, with ``fused = (step, P)``,
         the threshold base and P̄ too, in one compiled pass; ``sqrtP`` is then not used)."""
-        from .wavelets import brightness_k, lattice_sample, mad_sigma, median
+        from .starlet import brightness_k, lattice_sample, mad_sigma, median
 
         g = self.T.noise_gains
         # both medians are taken over regular samples of ~10⁶ coefficients (the same on numpy
@@ -211,11 +211,11 @@ class StarletL1(Functional):
         if self.k == "auto":
             if fused is not None:
                 # k map and threshold base in one pass (fused = (step, P))
-                from . import _starlet_jit
+                from .starlet import _jit
 
                 step, P = fused
                 k_min, k_max = self.k_range
-                self.kmap, self.base, sP = _starlet_jit.threshold_base(
+                self.kmap, self.base, sP = _jit.threshold_base(
                     coarse, P, step, self.scale, k_min, k_max, reference, 2.0)
                 self.mean_metric = step * sP / v.size
                 return
@@ -227,9 +227,9 @@ class StarletL1(Functional):
     def _fused(self, v, P) -> bool:
         """Whether the in-memory estimate can build the threshold base in one compiled pass
         (per-voxel k map, one scale, a metric of ``v``'s shape)."""
-        from . import _starlet_jit
+        from .starlet import _jit
 
-        return (self.k == "auto" and not self.per_slice and _starlet_jit.available()
+        return (self.k == "auto" and not self.per_slice and _jit.available()
                 and (P is None or (not is_dask(P) and np.shape(P) == np.shape(v)))
                 and np.dtype(v.dtype) in (np.float32, np.float64))
 
@@ -244,7 +244,7 @@ class StarletL1(Functional):
         """
         import dask.array as da
 
-        from .wavelets import lattice_sample
+        from .starlet import lattice_sample
 
         shape = tuple(int(d) for d in v.shape)
 

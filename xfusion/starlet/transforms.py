@@ -67,9 +67,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _starlet_jit
-from ._threads import run_blocks
-from .halo import is_dask
+from .._threads import run_blocks
+from ..halo import is_dask
+from . import _jit
 
 __all__ = [
     "B3_KERNEL",
@@ -703,7 +703,7 @@ def _dask_apply(x, axes: Sequence[int], depth: dict[int, int], n_lead_in: int,
     """
     import dask.array as da
 
-    from .halo import plan
+    from ..halo import plan
 
     x = x.astype(dtype)
     if n_lead_in:
@@ -1297,13 +1297,13 @@ class Starlet2D1D(_Starlet):
         return _adjoint_2d1d_seg(c, self.J2, self.J1, edges, core, self.boundary, out, ws)
 
     def _kfilter(self, x, edges, core, consumer, out, ws):
-        if type(consumer) is _SoftThreshold and _starlet_jit.available():
+        if type(consumer) is _SoftThreshold and _jit.available():
             # compiled fused pass (optional numba; same map, see xfusion._starlet_jit)
             levels = None
             if consumer.levels is not None:      # rows [a, a + len(x)) of the whole cube
                 a = consumer.loc[0].start - core[0][0]
                 levels = [lv[a:a + x.shape[0]] for lv in consumer.levels]
-            l1 = _starlet_jit.threshold_2d1d_seg(
+            l1 = _jit.threshold_2d1d_seg(
                 np.ascontiguousarray(x), self.J2, self.J1, edges, core, self.boundary,
                 consumer.thresh, functools.partial(_slice_like, loc=consumer.loc), out,
                 consumer.l1 is not None, levels=levels)
@@ -1543,8 +1543,8 @@ def brightness_k(coarse, k_min: float = 0.5, k_max: float = 3.0, pivot: float = 
     if not reference > 0:
         return np.full(c.shape, k_max, dtype=dt)
     m = float(reference) * pivot
-    if c.dtype == dt and _starlet_jit.available():
-        return _starlet_jit.brightness_k(c, k_min, k_max, m, slope)
+    if c.dtype == dt and _jit.available():
+        return _jit.brightness_k(c, k_min, k_max, m, slope)
     a = np.abs(c).astype(dt)
     r = a / dt.type(m)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .wavelets import Starlet2D, Starlet2D1D
+from .transforms import Starlet2D, Starlet2D1D
 
 __all__ = ["StarletBands", "starlet_bands"]
 
@@ -68,12 +68,12 @@ class StarletBands:
         then computes it there only). With ``levels`` a third item is returned: the spatial
         smoothings of ``x`` for :meth:`threshold` to reuse (``None`` where there are none).
         """
-        from . import _starlet_jit
+        from . import _jit
 
-        if isinstance(self.T, Starlet2D1D) and _starlet_jit.available():
+        if isinstance(self.T, Starlet2D1D) and _jit.available():
             if sample is not None:
                 sample = tuple(sample) + (slice(None),) * (3 - len(sample))
-            res = _starlet_jit.finest_and_coarse_2d1d(
+            res = _jit.finest_and_coarse_2d1d(
                 x, self.T.J2, self.T.J1, self.T.boundary, sample=sample, levels=levels)
             return tuple(res)
         c = self.forward(x)

@@ -56,7 +56,7 @@ def smooth_table(n: int, d: int, lo: bool, hi: bool, boundary: str,
     ``(n_out, 5)`` (taps that fold onto the same sample are merged; unused slots have weight
     0 and index of a valid sample) and ``off``, the segment position of output row 0.
     """
-    from .wavelets import _fold
+    from .transforms import _fold
 
     pad_lo = 0 if lo else 4 * d + 2
     pad_hi = 0 if hi else 4 * d + 2
@@ -221,7 +221,7 @@ def _plain_range(n: int, d: int, lo: bool, hi: bool, boundary: str) -> tuple[int
 def _planes(src, iy, wy, ix, wx, ia, ib, d, q, h, dst) -> None:
     """:func:`_smooth_plane` over all planes, in one block of planes per block thread (or on
     the calling thread when it is itself a block thread)."""
-    from ._threads import each_block
+    from .._threads import each_block
 
     def block(a, b):
         tmp = np.empty((iy.shape[0], src.shape[2]), dst.dtype)
@@ -395,7 +395,7 @@ def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int, boundary: str,
 def _smooth_rows(src: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``dst[i] = Σ_k w[i, k] src[idx[i, k]]`` (one spectral smoothing), in blocks of output
     rows on the block threads."""
-    from ._threads import each_block
+    from .._threads import each_block
 
     dst = np.empty((idx.shape[0], src.shape[1]), src.dtype)
     one = np.ones((1, 1), src.dtype)
@@ -413,7 +413,7 @@ def brightness_k(c: np.ndarray, k_min: float, k_max: float, m: float,
                  slope: float) -> np.ndarray:
     r""":math:`k_{\min} + (k_{\max} - k_{\min}) / (1 + (|c|/m)^s)` in one pass per block
     thread (the map of :func:`xfusion.wavelets.brightness_k`, whose numpy form takes seven)."""
-    from ._threads import each_block
+    from .._threads import each_block
 
     c = np.ascontiguousarray(c)
     out = np.empty_like(c)
@@ -448,7 +448,7 @@ def threshold_base(c: np.ndarray, P: np.ndarray | None, step: float, scale: floa
     ``k = k_max`` everywhere (as :func:`xfusion.wavelets.brightness_k` for an all-zero band).
     Returns ``(k, base, ΣP)`` (``ΣP`` summed in float64).
     """
-    from ._threads import each_block
+    from .._threads import each_block
 
     c = np.ascontiguousarray(c)
     dt = c.dtype
