@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import xfusion.starlet.transforms as W
+import xfusion.starlet as W
 from xfusion.starlet import _jit as J
+from xfusion.starlet import folding, transforms
 
 pytest.importorskip("numba")
 
@@ -22,7 +23,7 @@ def test_gather_table_is_the_folded_operator(boundary):
             for lo in (True, False):
                 for hi in (True, False):
                     try:
-                        M = W._local_matrix(n, d, lo, hi, boundary, False)
+                        M = folding._local_matrix(n, d, lo, hi, boundary, False)
                     except ValueError:
                         with pytest.raises(ValueError, match="too short"):
                             J.smooth_table(n, d, lo, hi, boundary, "<f8")
@@ -52,7 +53,7 @@ def _thresholds(T, shape, seed=1):
 @pytest.mark.parametrize("shape", [(37, 10, 9), (64, 1, 1), (5, 3, 4), (90, 16, 13)])
 @pytest.mark.parametrize("boundary", ["mirror", "reflect"])
 def test_jit_threshold_equals_numpy(shape, boundary, monkeypatch):
-    monkeypatch.setattr(W, "_BLOCK_ELEMS", 300)      # many energy blocks with halos
+    monkeypatch.setattr(transforms, "_BLOCK_ELEMS", 300)      # many energy blocks with halos
     T = W.Starlet2D1D(2, 3, boundary)
     z = rand(shape)
     th = _thresholds(T, shape)

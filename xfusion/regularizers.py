@@ -13,7 +13,7 @@ Starlet detail coefficients are soft-thresholded at :math:`k\,\sigma_b`, where
 :math:`\sigma_b = \sigma\,\|\psi_b\|` is the noise level of band ``b`` (``σ`` from the MAD of the
 finest band of the current gradient step, ``‖ψ_b‖`` the band's noise gain) and ``k`` is a constant
 or varies per voxel with the brightness of the coarse scale (k → k_max in dim voxels, → k_min in
-bright ones; :func:`xfusion.wavelets.brightness_k`). As in the paper the thresholds follow the
+bright ones; :func:`xfusion.starlet.brightness_k`). As in the paper the thresholds follow the
 iterate during the first ``adapt_iter`` iterations; they are then **frozen** as weights
 :math:`\lambda_b = k\sigma_b/\alpha` of a fixed objective
 :math:`\varphi(x) = \sum_b \lambda_b \|W_b x\|_1`, so the run converges to a well-defined point
@@ -53,7 +53,7 @@ def _third(r):
 
 
 class _Lattice:
-    """Stands in for an array in :func:`~xfusion.wavelets.lattice_sample`: yields its index."""
+    """Stands in for an array in :func:`~xfusion.starlet.lattice_sample`: yields its index."""
 
     def __init__(self, shape):
         self.shape = shape
@@ -63,7 +63,7 @@ class _Lattice:
 
 
 def _serial(T):
-    """``T`` (a :class:`~xfusion.wavelets_bands.StarletBands`) with its transform run on the
+    """``T`` (a :class:`~xfusion.starlet.StarletBands`) with its transform run on the
     calling thread only, for use inside dask tasks: the scheduler already runs one task per
     core, and the transform's own thread pool would oversubscribe the cores and keep a set of
     scratch buffers per pool thread in every worker."""
@@ -76,8 +76,8 @@ def _serial(T):
 
 def _in_task(fn):
     """Wrap a dask task that runs the starlet on numpy blocks: the scratch buffers the
-    transform keeps on the calling thread (:class:`xfusion.wavelets._Workspace`, up to 64 MB
-    per role) are dropped when the task ends, so that they do not stay in the worker between
+    transform keeps on the calling thread (:class:`xfusion.starlet.smoothing._Workspace`, up to
+    64 MB per role) are dropped when the task ends, so that they do not stay in the worker between
     tasks as unmanaged memory (which makes the worker spill its managed data early)."""
     from .starlet import release_scratch
 
@@ -238,7 +238,7 @@ class StarletL1(Functional):
         chunked ``v``, lazily.
 
         One task per chunk (with the starlet's halo) forms the chunk's coefficients and keeps
-        only the lattice points (:func:`~xfusion.wavelets.lattice_sample`'s global strides)
+        only the lattice points (:func:`~xfusion.starlet.lattice_sample`'s global strides)
         that fall in its core and the core of the coarse band, so no coefficient block leaves
         its task and the transform runs once per chunk.
         """

@@ -89,8 +89,8 @@ class StarletBands:
 
 
 def starlet_bands(kind: str, J2: int, J1: int, shape) -> StarletBands:
-    """``kind="2d1d"``: :class:`~xfusion.wavelets.Starlet2D1D` (J2, J1) on (L, M, N);
-    ``kind="2d"``: :class:`~xfusion.wavelets.Starlet2D` (J2) on every image."""
+    """``kind="2d1d"``: :class:`~xfusion.starlet.Starlet2D1D` (J2, J1) on (L, M, N);
+    ``kind="2d"``: :class:`~xfusion.starlet.Starlet2D` (J2) on every image."""
     if kind == "2d1d":
         return StarletBands(Starlet2D1D(J2, J1), shape)
     if kind == "2d":
