@@ -22,6 +22,7 @@ import numpy as np
 from scipy.special import xlogy
 
 from .halo import is_dask
+from .starlet.stats import soft_threshold  # the prox of t‖·‖₁, exported here too
 
 __all__ = ["Functional", "PoissonLoss", "Sobolev", "Positivity", "Zero", "soft_threshold", "total"]
 
@@ -32,11 +33,6 @@ _LOSS_BLOCK = 1 << 17
 def total(a) -> float:
     """Sum of all elements as a Python float, accumulated in float64."""
     return float(a.sum(dtype=np.float64))
-
-
-def soft_threshold(w, thresh):
-    r"""Prox of :math:`t\|\cdot\|_1`: :math:`\mathrm{sign}(w)\max(|w| - t, 0)`."""
-    return np.sign(w) * np.maximum(np.abs(w) - thresh, 0)
 
 
 class Functional:
