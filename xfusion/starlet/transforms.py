@@ -49,7 +49,7 @@ transform) on a small thread pool (numpy releases the GIL in these loops), with 
 scratch buffers. For the (2400, 45, 45) float32 cube and ``Starlet2D1D(2, 3)`` the coefficients
 alone are 233 MB, so ``forward`` is bounded by memory traffic; ``threshold`` keeps them in
 cache. Pass ``out=`` in loops to avoid page-faulting a fresh 233 MB array per call. Measured
-times and the alternatives that lost are printed by ``benchmarks/bench_wavelets.py``.
+times and the alternatives that lost are printed by ``benchmarks/bench_starlet.py``.
 
 With `numba <https://numba.pydata.org>`_ installed (``pip install xfusion[fast]``),
 :meth:`Starlet2D1D.threshold` (the ``w2d1d`` prox) runs a compiled kernel instead

@@ -2,7 +2,7 @@
 
 Run::
 
-    PYTHONPATH=. python benchmarks/bench_wavelets.py [--repeat 9] [--quick]
+    PYTHONPATH=. python benchmarks/bench_starlet.py [--repeat 9] [--quick]
 
 Every case is timed ``repeat`` times, interleaved round-robin with the other cases of its group
 (so that a burst of load from other processes hits all of them alike); the table shows the
