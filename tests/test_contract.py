@@ -14,8 +14,8 @@ from xfusion.options import REGULARIZERS, FuseOptions, OptionError
 from xfusion.parametrization import FullCube
 from xfusion.regularizers import StarletL1
 from xfusion.solver import FISTA, RelativeChange
+from xfusion.starlet import starlet_bands
 from xfusion.steps import EMBacktracking, QuadraticBacktracking, step_size
-from xfusion.wavelets_bands import starlet_bands
 
 from .conftest import consistent_problem
 
@@ -67,17 +67,17 @@ def test_starlet_value_is_the_analysis_norm_for_any_x():
     x = reg.prox(v, 0.7, P)
     # value of an arbitrary x: sum_b g_b base |W_b x| / (alpha P-bar)
     y = rng.random(shape)
-    c = reg.T.forward(y)
-    g = reg.T.noise_gains
-    want = sum(g[b] * np.sum(np.abs(c[b]) * reg.base) for b in reg.T.detail_bands)
+    c = reg.bands.forward(y)
+    g = reg.bands.noise_gains
+    want = sum(g[b] * np.sum(np.abs(c[b]) * reg.base) for b in reg.bands.detail_bands)
     assert reg.value(y) == pytest.approx(want / reg.mean_metric, rel=1e-10)
     assert reg.value(y) > 0                          # not silently 0 off the last prox output
     # the objective counts the l1 of the thresholded coefficients at the prox output
-    ct = reg.T.forward(v)
+    ct = reg.bands.forward(v)
     soft = [np.sign(ct[b]) * np.maximum(np.abs(ct[b]) - g[b] * reg.base, 0)
-            for b in reg.T.detail_bands]
+            for b in reg.bands.detail_bands]
     surrogate = sum(g[b] * np.sum(np.abs(s) * reg.base)
-                    for b, s in zip(reg.T.detail_bands, soft, strict=True)) / reg.mean_metric
+                    for b, s in zip(reg.bands.detail_bands, soft, strict=True)) / reg.mean_metric
     assert reg.prox_value(x) == pytest.approx(surrogate, rel=1e-8)
     assert reg.prox_value(x.copy()) == pytest.approx(reg.value(x), rel=1e-12)
 

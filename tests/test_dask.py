@@ -247,7 +247,7 @@ def test_starlet_prox_chunked_equals_numpy(kind, shape, chunks, k, per_slice):
     import dask.array as da
 
     from xfusion.regularizers import StarletL1
-    from xfusion.wavelets_bands import starlet_bands
+    from xfusion.starlet import starlet_bands
 
     rng = np.random.default_rng(1)
     v = rng.random(shape)
@@ -271,26 +271,25 @@ def test_starlet_prox_tasks_run_serial_and_keep_no_scratch(monkeypatch):
     its scratch buffers when the task ends (kept buffers are unmanaged memory of a worker)."""
     import dask.array as da
 
-    import xfusion.wavelets as wv
     from xfusion.regularizers import StarletL1
-    from xfusion.wavelets_bands import starlet_bands
+    from xfusion.starlet import smoothing, starlet_bands, transforms
 
     threads = []
-    run = wv._run
+    run = transforms._run
 
     def spy(task, blocks, n_threads):
         threads.append(n_threads)
         return run(task, blocks, n_threads)
 
-    monkeypatch.setattr(wv, "_run", spy)
+    monkeypatch.setattr(transforms, "_run", spy)
     shape, chunks = (40, 24, 24), (20, 12, 12)
     v = np.random.default_rng(3).random(shape)
     r = StarletL1(starlet_bands("2d1d", 2, 3, shape))
-    wv._TLS.ws = None
+    smoothing._TLS.ws = None
     with dask.config.set(scheduler="synchronous"):  # tasks on this thread
         r.prox(da.from_array(v, chunks=chunks), 0.3, da.from_array(v + 0.5, chunks=chunks))
     assert threads and set(threads) == {1}
-    assert getattr(wv._TLS, "ws", None) is None
+    assert getattr(smoothing._TLS, "ws", None) is None
 
 
 @pytest.mark.parametrize("per_slice", [False, True])
@@ -300,11 +299,11 @@ def test_starlet_estimate_samples_chunk_by_chunk(monkeypatch, per_slice):
 
     import dask.array as da
 
-    import xfusion.wavelets as wv
+    import xfusion.starlet as st
     from xfusion.regularizers import StarletL1
-    from xfusion.wavelets_bands import starlet_bands
+    from xfusion.starlet import starlet_bands
 
-    monkeypatch.setattr(wv, "lattice_sample", functools.partial(wv.lattice_sample, n=97))
+    monkeypatch.setattr(st, "lattice_sample", functools.partial(st.lattice_sample, n=97))
     shape = (50, 23, 29)
     rng = np.random.default_rng(2)
     v = rng.random(shape) ** 3

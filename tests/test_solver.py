@@ -417,7 +417,7 @@ def test_unobserved_pixels_are_left_out(reg):
 @pytest.mark.parametrize("freeze", [True, False])
 def test_metric_is_held_once_wavelet_thresholds_freeze(freeze):
     from xfusion.regularizers import StarletL1
-    from xfusion.wavelets_bands import starlet_bands
+    from xfusion.starlet import starlet_bands
 
     ds = consistent_problem(L=24, l=6, M=12, N=12, counts=80, noise=True)
     param = FullCube(xf.forward_model(ds))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import xfusion.wavelets as W
-from xfusion import _starlet_jit as J
+import xfusion.starlet as W
+from xfusion.starlet import _jit as J
+from xfusion.starlet import folding, transforms
 
 pytest.importorskip("numba")
 
@@ -22,7 +23,7 @@ def test_gather_table_is_the_folded_operator(boundary):
             for lo in (True, False):
                 for hi in (True, False):
                     try:
-                        M = W._local_matrix(n, d, lo, hi, boundary, False)
+                        M = folding._local_matrix(n, d, lo, hi, boundary, False)
                     except ValueError:
                         with pytest.raises(ValueError, match="too short"):
                             J.smooth_table(n, d, lo, hi, boundary, "<f8")
@@ -52,7 +53,7 @@ def _thresholds(T, shape, seed=1):
 @pytest.mark.parametrize("shape", [(37, 10, 9), (64, 1, 1), (5, 3, 4), (90, 16, 13)])
 @pytest.mark.parametrize("boundary", ["mirror", "reflect"])
 def test_jit_threshold_equals_numpy(shape, boundary, monkeypatch):
-    monkeypatch.setattr(W, "_BLOCK_ELEMS", 300)      # many energy blocks with halos
+    monkeypatch.setattr(transforms, "_BLOCK_ELEMS", 300)      # many energy blocks with halos
     T = W.Starlet2D1D(2, 3, boundary)
     z = rand(shape)
     th = _thresholds(T, shape)
@@ -87,7 +88,7 @@ def test_jit_threshold_on_dask_chunks_with_spatial_halos(monkeypatch):
 @pytest.mark.parametrize("shape", [(40, 9, 12), (3, 2, 2), (70, 1, 5)])
 @pytest.mark.parametrize("boundary", ["mirror", "reflect"])
 def test_finest_and_coarse_are_those_of_the_forward_transform(shape, boundary, monkeypatch):
-    from xfusion.wavelets_bands import StarletBands
+    from xfusion.starlet import StarletBands
 
     T = W.Starlet2D1D(2, 3, boundary)
     z = rand(shape, seed=5)
@@ -107,7 +108,7 @@ def test_finest_and_coarse_are_those_of_the_forward_transform(shape, boundary, m
                                     (slice(None),) * 3])
 @pytest.mark.parametrize("boundary", ["mirror", "reflect"])
 def test_finest_band_at_a_lattice_is_the_full_band_sliced(sample, boundary, monkeypatch):
-    from xfusion.wavelets_bands import StarletBands
+    from xfusion.starlet import StarletBands
 
     z = rand((41, 11, 13), seed=6)
     c = W.Starlet2D1D(2, 3, boundary).forward(z)
@@ -124,7 +125,7 @@ def test_finest_band_at_a_lattice_is_the_full_band_sliced(sample, boundary, monk
 def test_threshold_reusing_the_estimates_spatial_smoothings(shape):
     """The prox given the spatial smoothings formed by the estimate equals the one that forms
     them itself (blocks with energy halos slice the whole-cube smoothings)."""
-    from xfusion.wavelets_bands import StarletBands
+    from xfusion.starlet import StarletBands
 
     z = rand(shape, seed=7)
     T = W.Starlet2D1D(2, 3)

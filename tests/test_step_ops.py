@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xfusion import _starlet_jit as J
 from xfusion import _step_ops as S
+from xfusion.starlet import _jit as J
 
 pytest.importorskip("numba")
 

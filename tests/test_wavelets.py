@@ -1,11 +1,13 @@
-"""Starlet transforms (xfusion.wavelets): reconstruction, adjoints, dask, prox helpers."""
+"""Starlet transforms (xfusion.starlet): reconstruction, adjoints, dask, prox helpers."""
 
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 from scipy.optimize import minimize_scalar
 
-from xfusion import wavelets as W
+from xfusion import starlet as W
+from xfusion.halo import is_dask
+from xfusion.starlet import transforms as starlet_transforms
 from xfusion.testing import adjoint_error, assert_adjoint
 
 da = pytest.importorskip("dask.array")
@@ -32,7 +34,7 @@ def rand(shape, dtype=np.float64, seed=0):
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Force the numpy driver to cut energy into many blocks (halo logic, threads)."""
-    monkeypatch.setattr(W, "_BLOCK_ELEMS", 150)
+    monkeypatch.setattr(starlet_transforms, "_BLOCK_ELEMS", 150)
 
 
 # -- definition ----------------------------------------------------------------------------------
@@ -128,11 +130,11 @@ def test_blocked_driver_equals_single_block(small_blocks, n_threads, monkeypatch
         y = rand(c.shape, seed=1)
         a = T.adjoint(y)
         f = T.filter(z, lambda i, b, loc: 0.5 * b)
-        monkeypatch.setattr(W, "_BLOCK_ELEMS", 1 << 30)
+        monkeypatch.setattr(starlet_transforms, "_BLOCK_ELEMS", 1 << 30)
         np.testing.assert_allclose(c, T.forward(z), atol=1e-12, err_msg=repr(T))
         np.testing.assert_allclose(a, T.adjoint(y), atol=1e-12, err_msg=repr(T))
         np.testing.assert_allclose(f, 0.5 * z, atol=1e-12, err_msg=repr(T))
-        monkeypatch.setattr(W, "_BLOCK_ELEMS", 150)
+        monkeypatch.setattr(starlet_transforms, "_BLOCK_ELEMS", 150)
         assert adjoint_error(T, z.shape, c.shape) < 1e-12
 
 
@@ -390,7 +392,7 @@ def test_lattice_sample_is_lazy_and_regular():
     s = W.lattice_sample(a, n=1 << 14)
     assert (1 << 12) <= s.size <= 1 << 16 and np.shares_memory(s, a)
     d = W.lattice_sample(da.from_array(a, chunks=(100, 20, 20)), n=1 << 14)
-    assert W.is_dask(d)
+    assert is_dask(d)
     np.testing.assert_array_equal(d.compute(), s)
     per = W.lattice_sample(a, n=1 << 10, keep_leading=True)
     assert per.shape[0] == 600
@@ -402,5 +404,5 @@ def test_brightness_k_on_dask_with_reference_stays_lazy():
     c = np.random.default_rng(1).lognormal(size=(30, 16, 16)).astype(np.float32)
     ref = float(np.median(c))
     k = W.brightness_k(da.from_array(c, chunks=(7, 16, 5)), 4.0, 8.0, reference=ref)
-    assert W.is_dask(k)
+    assert is_dask(k)
     np.testing.assert_allclose(k.compute(), W.brightness_k(c, 4.0, 8.0), rtol=1e-6)

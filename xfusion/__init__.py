@@ -38,7 +38,7 @@ def __getattr__(name):
     # Submodules written alongside (simulate, metrics, io, ...) load on first use.
     import importlib
 
-    if name in ("simulate", "metrics", "baselines", "wavelets", "io", "regularizers", "solver",
+    if name in ("simulate", "metrics", "baselines", "starlet", "io", "regularizers", "solver",
                 "goodness", "lines"):
         return importlib.import_module(f".{name}", __name__)
     if name == "cluster":  # xf.cluster(kind, ...): dask / dask-jobqueue clusters (scale.py)

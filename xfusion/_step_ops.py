@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _starlet_jit
 from ._threads import each_block
 from .functionals import total
+from .starlet import _jit as _kernels
 
 __all__ = ["scaled_step", "step_products", "momentum_point", "em_metric", "mean_abs"]
 
@@ -33,7 +33,7 @@ _BLOCK = 1 << 16
 
 def _compiled(*arrays) -> bool:
     """True when every operand is a C-contiguous numpy array and the kernels are available."""
-    if not _starlet_jit.available():
+    if not _kernels.available():
         return False
     a0 = arrays[0]
     return all(type(a) is np.ndarray and a.flags.c_contiguous and a.dtype == a0.dtype
@@ -119,8 +119,8 @@ def em_metric(x, colsum, floor: float, dtype):
     return (np.maximum(x, floor) / colsum).astype(dt, copy=False)
 
 
-if _starlet_jit.numba is not None:  # pragma: no branch
-    _jit = _starlet_jit.numba.njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
+if _kernels.numba is not None:  # pragma: no branch
+    _jit = _kernels.numba.njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
 
     @_jit
     def _k_step(y, g, p, s, v):  # pragma: no cover - compiled

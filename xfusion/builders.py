@@ -55,7 +55,7 @@ def data_curvature(likelihood, x, rng) -> float:
 def _starlet_l1(opts: FuseOptions, kind: str, J1: int, shape, per_slice: bool,
                 hold_metric: bool):
     from .regularizers import StarletL1
-    from .wavelets_bands import starlet_bands
+    from .starlet import starlet_bands
 
     T = starlet_bands(kind, opts.J2, J1, shape)
     return StarletL1(T, k=opts.k, k_range=opts.k_range, positive=True,

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.special import xlogy
 
 from .halo import is_dask
+from .starlet.stats import soft_threshold  # the prox of t‖·‖₁, exported here too
 
 __all__ = ["Functional", "PoissonLoss", "Sobolev", "Positivity", "Zero", "soft_threshold", "total"]
 
@@ -32,11 +33,6 @@ _LOSS_BLOCK = 1 << 17
 def total(a) -> float:
     """Sum of all elements as a Python float, accumulated in float64."""
     return float(a.sum(dtype=np.float64))
-
-
-def soft_threshold(w, thresh):
-    r"""Prox of :math:`t\|\cdot\|_1`: :math:`\mathrm{sign}(w)\max(|w| - t, 0)`."""
-    return np.sign(w) * np.maximum(np.abs(w) - thresh, 0)
 
 
 class Functional:
@@ -265,9 +261,9 @@ def _terms_grad(mu, D, e, start, slope, curv):
 
 @lru_cache(maxsize=1)
 def _compiled_loss():
-    from . import _starlet_jit
+    from .starlet import _jit
 
-    nb = _starlet_jit.numba
+    nb = _jit.numba
     if nb is None:  # pragma: no cover - numba is optional
         return None
     # no "arcp" (reciprocal approximation): the gradient equals numpy's 1 - D/μ bit for
@@ -329,9 +325,9 @@ def _compiled_loss():
 
 def _loss_kernels():
     """The compiled sums of the Poisson loss (numba, ``XFUSION_JIT`` not ``0``), or None."""
-    from . import _starlet_jit
+    from .starlet import _jit
 
-    return _compiled_loss() if _starlet_jit.available() else None
+    return _compiled_loss() if _jit.available() else None
 
 
 def _dask_xlogy(D):

@@ -13,7 +13,7 @@ Starlet detail coefficients are soft-thresholded at :math:`k\,\sigma_b`, where
 :math:`\sigma_b = \sigma\,\|\psi_b\|` is the noise level of band ``b`` (``σ`` from the MAD of the
 finest band of the current gradient step, ``‖ψ_b‖`` the band's noise gain) and ``k`` is a constant
 or varies per voxel with the brightness of the coarse scale (k → k_max in dim voxels, → k_min in
-bright ones; :func:`xfusion.wavelets.brightness_k`). As in the paper the thresholds follow the
+bright ones; :func:`xfusion.starlet.brightness_k`). As in the paper the thresholds follow the
 iterate during the first ``adapt_iter`` iterations; they are then **frozen** as weights
 :math:`\lambda_b = k\sigma_b/\alpha` of a fixed objective
 :math:`\varphi(x) = \sum_b \lambda_b \|W_b x\|_1`, so the run converges to a well-defined point
@@ -53,7 +53,7 @@ def _third(r):
 
 
 class _Lattice:
-    """Stands in for an array in :func:`~xfusion.wavelets.lattice_sample`: yields its index."""
+    """Stands in for an array in :func:`~xfusion.starlet.lattice_sample`: yields its index."""
 
     def __init__(self, shape):
         self.shape = shape
@@ -62,24 +62,24 @@ class _Lattice:
         return idx
 
 
-def _serial(T):
-    """``T`` (a :class:`~xfusion.wavelets_bands.StarletBands`) with its transform run on the
+def _serial(bands):
+    """``bands`` (a :class:`~xfusion.starlet.StarletBands`) with its transform run on the
     calling thread only, for use inside dask tasks: the scheduler already runs one task per
     core, and the transform's own thread pool would oversubscribe the cores and keep a set of
     scratch buffers per pool thread in every worker."""
-    t = copy.copy(T.T)
+    t = copy.copy(bands.transform)
     t.n_threads = 1
-    S = copy.copy(T)
-    S.T = t
+    S = copy.copy(bands)
+    S.transform = t
     return S
 
 
 def _in_task(fn):
     """Wrap a dask task that runs the starlet on numpy blocks: the scratch buffers the
-    transform keeps on the calling thread (:class:`xfusion.wavelets._Workspace`, up to 64 MB
-    per role) are dropped when the task ends, so that they do not stay in the worker between
+    transform keeps on the calling thread (:class:`xfusion.starlet.smoothing._Workspace`, up to
+    64 MB per role) are dropped when the task ends, so that they do not stay in the worker between
     tasks as unmanaged memory (which makes the worker spill its managed data early)."""
-    from .wavelets import release_scratch
+    from .starlet import release_scratch
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
@@ -102,7 +102,8 @@ class StarletL1(Functional):
     Parameters
     ----------
     transform : StarletBands
-        The 2-D–1-D (on Z) or 2-D (on each low-rank image W_r) starlet.
+        The 2-D–1-D (on Z) or 2-D (on each low-rank image W_r) starlet, kept as
+        :attr:`bands`.
     k : float or "auto"
         Threshold in units of the band noise; ``"auto"`` varies it per voxel with the
         brightness of the coarse scale over ``k_range`` (dim → k_max, bright → k_min).
@@ -134,7 +135,8 @@ class StarletL1(Functional):
     def __init__(self, transform, k: float | str = "auto", k_range=(0.5, 3.0),
                  positive: bool = True, adapt_iter: int = 20, per_slice: bool = False,
                  hold_metric: bool = True):
-        self.T = transform
+        #: the :class:`~xfusion.starlet.StarletBands` the penalty acts on
+        self.bands = transform
         #: the thresholds are set from the solver's metric P; when True the solver holds P
         #: once they freeze (:meth:`xfusion.solver.FISTA.holding_metric`)
         self.hold_metric = bool(hold_metric)
@@ -155,15 +157,15 @@ class StarletL1(Functional):
 
     def _shape_scale(self, s):
         if self.per_slice:
-            return np.asarray(s).reshape((-1,) + (1,) * (self.T.ndim_data - 1))
+            return np.asarray(s).reshape((-1,) + (1,) * (self.bands.ndim_data - 1))
         return float(s)
 
     def _estimate(self, v, sqrtP, fused: tuple | None = None) -> None:
         """Set the noise scale and the k map from ``v`` (and, with ``fused = (step, P)``,
         the threshold base and P̄ too, in one compiled pass; ``sqrtP`` is then not used)."""
-        from .wavelets import brightness_k, lattice_sample, mad_sigma, median
+        from .starlet import brightness_k, lattice_sample, mad_sigma, median
 
-        g = self.T.noise_gains
+        g = self.bands.noise_gains
         # both medians are taken over regular samples of ~10⁶ coefficients (the same on numpy
         # and dask); on dask only the samples come back to the client (one pass over the
         # transform, each chunk's coefficients sampled inside its task) and the k map is built
@@ -187,10 +189,10 @@ class StarletL1(Functional):
             idx = lattice_sample(_Lattice(tuple(v.shape)), keep_leading=self.per_slice)
             idx = (slice(None),) * v.ndim if isinstance(idx, _Lattice) else tuple(idx)
             if fused is not None:   # the prox reuses the spatial smoothings of v
-                fin, coarse, lv = self.T.finest_and_coarse(v, sample=idx, levels=True)
+                fin, coarse, lv = self.bands.finest_and_coarse(v, sample=idx, levels=True)
                 self._levels = (v, lv)
             else:
-                fin, coarse = self.T.finest_and_coarse(v, sample=idx)
+                fin, coarse = self.bands.finest_and_coarse(v, sample=idx)
             fin = fin / v.dtype.type(g[0])
             if fused is not None:
                 step, P = fused
@@ -211,11 +213,11 @@ class StarletL1(Functional):
         if self.k == "auto":
             if fused is not None:
                 # k map and threshold base in one pass (fused = (step, P))
-                from . import _starlet_jit
+                from .starlet import _jit
 
                 step, P = fused
                 k_min, k_max = self.k_range
-                self.kmap, self.base, sP = _starlet_jit.threshold_base(
+                self.kmap, self.base, sP = _jit.threshold_base(
                     coarse, P, step, self.scale, k_min, k_max, reference, 2.0)
                 self.mean_metric = step * sP / v.size
                 return
@@ -227,9 +229,9 @@ class StarletL1(Functional):
     def _fused(self, v, P) -> bool:
         """Whether the in-memory estimate can build the threshold base in one compiled pass
         (per-voxel k map, one scale, a metric of ``v``'s shape)."""
-        from . import _starlet_jit
+        from .starlet import _jit
 
-        return (self.k == "auto" and not self.per_slice and _starlet_jit.available()
+        return (self.k == "auto" and not self.per_slice and _jit.available()
                 and (P is None or (not is_dask(P) and np.shape(P) == np.shape(v)))
                 and np.dtype(v.dtype) in (np.float32, np.float64))
 
@@ -238,13 +240,13 @@ class StarletL1(Functional):
         chunked ``v``, lazily.
 
         One task per chunk (with the starlet's halo) forms the chunk's coefficients and keeps
-        only the lattice points (:func:`~xfusion.wavelets.lattice_sample`'s global strides)
+        only the lattice points (:func:`~xfusion.starlet.lattice_sample`'s global strides)
         that fall in its core and the core of the coarse band, so no coefficient block leaves
         its task and the transform runs once per chunk.
         """
         import dask.array as da
 
-        from .wavelets import lattice_sample
+        from .starlet import lattice_sample
 
         shape = tuple(int(d) for d in v.shape)
 
@@ -267,17 +269,17 @@ class StarletL1(Functional):
             return tuple(tuple(len(range(*local(st[ax], ax, i).indices(n)))
                                for i, n in enumerate(v.chunks[ax])) for ax in range(v.ndim))
 
-        T = _serial(self.T)
+        B = _serial(self.bands)
 
         @_in_task
         def task(vb, block_info=None):
             cl = block_info[0]["chunk-location"]
             core = halo.core(cl, vb.shape)
-            c = T.forward(np.ascontiguousarray(vb))
+            c = B.forward(np.ascontiguousarray(vb))
             fl = tuple(local(fst[ax], ax, i) for ax, i in enumerate(cl))
             al = tuple(local(ast[ax], ax, i) for ax, i in enumerate(cl))
-            co = np.array(T.coarse(c)[core])
-            return (np.array(T.finest(c)[core][fl]), np.abs(co[al]), co)
+            co = np.array(B.coarse(c)[core])
+            return (np.array(B.finest(c)[core][fl]), np.abs(co[al]), co)
 
         dt = np.dtype(v.dtype) if np.issubdtype(v.dtype, np.floating) else np.dtype(np.float64)
         meta = np.empty((0,) * v.ndim, dt)
@@ -292,7 +294,7 @@ class StarletL1(Functional):
         (:func:`xfusion.halo.plan`)."""
         from .halo import plan
 
-        return plan(v, self.T.T.depth(v.ndim), "none", small="merge")
+        return plan(v, self.bands.transform.depth(v.ndim), "none", small="merge")
 
     has_prox = True
 
@@ -323,14 +325,14 @@ class StarletL1(Functional):
                 base = sc * self.kmap * sqrtP
             self.base = np.asarray(base, dtype=v.dtype)
             self.mean_metric = step * float(np.mean(P, dtype=np.float64)) if P is not None else step
-        g = self.T.noise_gains
+        g = self.bands.noise_gains
         base = np.asarray(base, dtype=v.dtype)
         if base.shape != tuple(v.shape):
             base = np.broadcast_to(base, v.shape)
-        th = {b: (float(g[b]), base) for b in self.T.detail_bands}
+        th = {b: (float(g[b]), base) for b in self.bands.detail_bands}
         kept, self._levels = self._levels, None
         levels = kept[1] if kept is not None and kept[0] is v else None
-        x, l1 = self.T.threshold(v, th, levels=levels, positive=self.positive)
+        x, l1 = self.bands.threshold(v, th, levels=levels, positive=self.positive)
         # φ in objective units: thresholds t = α P λ, so λ ≈ t / (α P̄) (a surrogate with the
         # mean metric at the time the thresholds were frozen)
         self._last = (x, l1 / self.mean_metric)
@@ -392,17 +394,17 @@ class StarletL1(Functional):
         if base.shape != tuple(v.shape):
             base = da.broadcast_to(base, v.shape)
         bo = halo.extend(base)
-        T = _serial(self.T)
-        g = [float(gb) for gb in T.noise_gains]
-        bands = list(T.detail_bands)
+        B = _serial(self.bands)
+        g = [float(gb) for gb in B.noise_gains]
+        details = list(B.detail_bands)
 
         @_in_task
         def task(vb, bb, block_info=None):
             core = halo.core(block_info[0]["chunk-location"], vb.shape)
             t = np.zeros(vb.shape, dt)              # no thresholding (and no l1) on the halo
             t[core] = bb[core]
-            x, l1 = T.threshold(np.ascontiguousarray(vb, dtype=dt),
-                                {b: (g[b], t) for b in bands})
+            x, l1 = B.threshold(np.ascontiguousarray(vb, dtype=dt),
+                                {b: (g[b], t) for b in details})
             return x[core], float(l1)
 
         meta = np.empty((0,) * v.ndim, dt)
@@ -437,13 +439,13 @@ class StarletL1(Functional):
         set them)."""
         if self.base is None:
             return 0.0
-        g = self.T.noise_gains
+        g = self.bands.noise_gains
         if is_dask(x):
             return self._value_dask(x)
-        c = self.T.forward(np.asarray(x))
+        c = self.bands.forward(np.asarray(x))
         base = np.broadcast_to(np.asarray(self.base, c.dtype), c.shape[1:])
         s = sum(float(g[b]) * float(np.sum(np.abs(c[b]) * base, dtype=np.float64))
-                for b in self.T.detail_bands)
+                for b in self.bands.detail_bands)
         return s / self.mean_metric
 
     def _value_dask(self, x) -> float:
@@ -458,16 +460,16 @@ class StarletL1(Functional):
         if base.shape != tuple(x.shape):
             base = da.broadcast_to(base, x.shape)
         bo = halo.extend(base)
-        T = _serial(self.T)
-        g = [float(gb) for gb in T.noise_gains]
-        bands = list(T.detail_bands)
+        B = _serial(self.bands)
+        g = [float(gb) for gb in B.noise_gains]
+        details = list(B.detail_bands)
 
         @_in_task
         def task(xb, bb, block_info=None):
             core = halo.core(block_info[0]["chunk-location"], xb.shape)
-            c = T.forward(np.ascontiguousarray(xb, dtype=dt))
+            c = B.forward(np.ascontiguousarray(xb, dtype=dt))
             s = sum(g[b] * float(np.sum(np.abs(c[b][core]) * bb[core], dtype=np.float64))
-                    for b in bands)
+                    for b in details)
             return np.full((1,) * xb.ndim, s, np.float64)
 
         parts = da.map_blocks(task, xo, bo, chunks=tuple((1,) * n for n in nb),

@@ -1,8 +1,8 @@
-"""Timings of the starlet transforms (``xfusion.wavelets``) and of the alternatives tried.
+"""Timings of the starlet transforms (``xfusion.starlet``) and of the alternatives tried.
 
 Run::
 
-    PYTHONPATH=. python benchmarks/bench_wavelets.py [--repeat 9] [--quick]
+    PYTHONPATH=. python benchmarks/bench_starlet.py [--repeat 9] [--quick]
 
 Every case is timed ``repeat`` times, interleaved round-robin with the other cases of its group
 (so that a burst of load from other processes hits all of them alike); the table shows the
@@ -20,8 +20,8 @@ Methods
     ``scipy.ndimage.correlate1d`` (``mode='mirror'``) for every dilated smoothing (forward only:
     its adjoint is not the same filter near the borders).
 ``compiled``
-    :mod:`xfusion._starlet_jit` (numba, ``xfusion[fast]``): the ``threshold`` of
-    :class:`~xfusion.wavelets.Starlet2D1D` with each spectral smoothing fused with its band's
+    :mod:`xfusion.starlet._jit` (numba, ``xfusion[fast]``): the ``threshold`` of
+    :class:`~xfusion.starlet.Starlet2D1D` with each spectral smoothing fused with its band's
     thresholding (the "prox fused" rows use it when numba is installed; "numpy kernels" rows
     switch it off with ``XFUSION_JIT=0``).
 ``matrices``
@@ -43,7 +43,8 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from xfusion import wavelets as W  # noqa: E402
+from xfusion import starlet as W  # noqa: E402
+from xfusion.starlet.folding import _folded_matrix  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------
 # alternatives
@@ -80,9 +81,9 @@ class MatrixStarlet2D1D:
     def __init__(self, shape: tuple[int, int, int], J2: int, J1: int):
         L, M, N = shape
         self.J2, self.J1 = J2, J1
-        self.Gy = [W._folded_matrix(M, 1 << j, "mirror").astype(np.float32) for j in range(J2)]
-        self.Gx = [W._folded_matrix(N, 1 << j, "mirror").astype(np.float32) for j in range(J2)]
-        self.GL = [sp.csr_matrix(W._folded_matrix(L, 1 << j, "mirror").astype(np.float32))
+        self.Gy = [_folded_matrix(M, 1 << j, "mirror").astype(np.float32) for j in range(J2)]
+        self.Gx = [_folded_matrix(N, 1 << j, "mirror").astype(np.float32) for j in range(J2)]
+        self.GL = [sp.csr_matrix(_folded_matrix(L, 1 << j, "mirror").astype(np.float32))
                    for j in range(J1)]
         self.GLT = [g.T.tocsr() for g in self.GL]
 
@@ -206,10 +207,9 @@ def main(argv=None) -> None:
                     os.environ["XFUSION_JIT"] = old
         return run
 
-    from xfusion import _starlet_jit
-    from xfusion.wavelets_bands import StarletBands
+    from xfusion.starlet import StarletBands, _jit
     B = StarletBands(T, shape)
-    jit = "compiled" if _starlet_jit.available() else "numpy (numba absent)"
+    jit = "compiled" if _jit.available() else "numpy (numba absent)"
     cases = {
         "forward (out= preallocated)": lambda: T.forward(z, out=cbuf),
         "forward (new array)": lambda: T.forward(z),

@@ -1,15 +1,15 @@
 r"""Compiled kernel for the 2-D–1-D starlet prox (soft threshold and reconstruct), via numba.
 
-Optional: used by :meth:`xfusion.wavelets.Starlet2D1D.threshold` when `numba
+Optional: used by :meth:`xfusion.starlet.Starlet2D1D.threshold` when `numba
 <https://numba.pydata.org>`_ is installed (``pip install xfusion[fast]``) and
-``XFUSION_JIT`` is not ``0``; otherwise the numpy kernels of :mod:`xfusion.wavelets` run. Both
+``XFUSION_JIT`` is not ``0``; otherwise the numpy kernels of :mod:`xfusion.starlet` run. Both
 compute the same map,
 
 .. math::
 
     x = z - \sum_{(b, j) \ne (J_2, J_1)} \operatorname{clip}(c_{b,j}(z), -t_{b,j}, t_{b,j}),
 
-with :math:`c_{b,j}` the 2-D–1-D starlet bands (see :class:`xfusion.wavelets.Starlet2D1D`); the
+with :math:`c_{b,j}` the 2-D–1-D starlet bands (see :class:`xfusion.starlet.Starlet2D1D`); the
 numpy version needs about eight passes over memory per band (differences, two clips, the
 update, the weighted l1), this one computes each spectral smoothing and thresholds the band it
 completes in the same loop, so the whole prox costs the spatial smoothing plus
@@ -18,7 +18,7 @@ completes in the same loop, so the whole prox costs the spatial smoothing plus
 Each one-dimensional smoothing is a gather through a small table ``(idx, w)`` of shape
 ``(n_out, 5)``: output row ``i`` is :math:`\sum_k w_{ik}\, x_{\mathrm{idx}_{ik}}`, where the
 table holds the B3 taps with the boundary folded in exactly as
-:func:`xfusion.wavelets._local_matrix` does (the tests compare the two), including the
+:func:`xfusion.starlet.folding._local_matrix` does (the tests compare the two), including the
 "valid" rows of a segment whose side is a halo.
 """
 
@@ -29,6 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .folding import B3_KERNEL, _fold
+
 try:  # pragma: no cover - exercised when numba is installed
     import numba
 except ImportError:  # pragma: no cover
@@ -37,7 +39,7 @@ except ImportError:  # pragma: no cover
 __all__ = ["available", "smooth_table", "threshold_2d1d_seg", "finest_and_coarse_2d1d",
            "brightness_k", "threshold_base"]
 
-B3 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+B3 = B3_KERNEL
 
 
 def available() -> bool:
@@ -50,14 +52,12 @@ def smooth_table(n: int, d: int, lo: bool, hi: bool, boundary: str,
                  dtype: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Gather table of one dilated B3 smoothing on a segment of ``n`` samples.
 
-    Same convention as :func:`xfusion.wavelets._local_matrix`: a side flagged ``True`` is a
+    Same convention as :func:`xfusion.starlet.folding._local_matrix`: a side flagged ``True`` is a
     true boundary (folded, ``"mirror"`` or ``"reflect"``), a side flagged ``False`` a halo
     (``2d`` fewer outputs there). Returns ``(idx, w, off)``: ``idx`` and ``w`` of shape
     ``(n_out, 5)`` (taps that fold onto the same sample are merged; unused slots have weight
     0 and index of a valid sample) and ``off``, the segment position of output row 0.
     """
-    from .wavelets import _fold
-
     pad_lo = 0 if lo else 4 * d + 2
     pad_hi = 0 if hi else 4 * d + 2
     nv = n + pad_lo + pad_hi
@@ -221,7 +221,7 @@ def _plain_range(n: int, d: int, lo: bool, hi: bool, boundary: str) -> tuple[int
 def _planes(src, iy, wy, ix, wx, ia, ib, d, q, h, dst) -> None:
     """:func:`_smooth_plane` over all planes, in one block of planes per block thread (or on
     the calling thread when it is itself a block thread)."""
-    from ._threads import each_block
+    from .._threads import each_block
 
     def block(a, b):
         tmp = np.empty((iy.shape[0], src.shape[2]), dst.dtype)
@@ -269,8 +269,8 @@ def threshold_2d1d_seg(x: np.ndarray, J2: int, J1: int, edges, core, boundary: s
     """Soft-threshold-and-reconstruct one segment (see the module notes).
 
     ``x`` is the segment with its halos, C-contiguous; ``edges``/``core`` as in
-    :func:`xfusion.wavelets._filter_2d1d_seg`; ``thresh((b, j))`` returns ``None``, a scalar,
-    an array or ``(factor, array)`` (arrays broadcastable to the whole data), and
+    :func:`xfusion.starlet.segments._filter_2d1d_seg`; ``thresh((b, j))`` returns ``None``, a
+    scalar, an array or ``(factor, array)`` (arrays broadcastable to the whole data), and
     ``restrict(array)`` cuts an array down to this segment's core. Writes ``out`` and returns
     the weighted l1 of the kept parts (0 unless ``want_l1``). ``levels``: the ``J2`` spatial
     smoothings of ``x`` when already known (whole images, as
@@ -395,7 +395,7 @@ def finest_and_coarse_2d1d(z: np.ndarray, J2: int, J1: int, boundary: str,
 def _smooth_rows(src: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``dst[i] = Σ_k w[i, k] src[idx[i, k]]`` (one spectral smoothing), in blocks of output
     rows on the block threads."""
-    from ._threads import each_block
+    from .._threads import each_block
 
     dst = np.empty((idx.shape[0], src.shape[1]), src.dtype)
     one = np.ones((1, 1), src.dtype)
@@ -412,8 +412,8 @@ def _smooth_rows(src: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
 def brightness_k(c: np.ndarray, k_min: float, k_max: float, m: float,
                  slope: float) -> np.ndarray:
     r""":math:`k_{\min} + (k_{\max} - k_{\min}) / (1 + (|c|/m)^s)` in one pass per block
-    thread (the map of :func:`xfusion.wavelets.brightness_k`, whose numpy form takes seven)."""
-    from ._threads import each_block
+    thread (the map of :func:`xfusion.starlet.stats.brightness_k`, whose numpy form takes seven)."""
+    from .._threads import each_block
 
     c = np.ascontiguousarray(c)
     out = np.empty_like(c)
@@ -445,10 +445,10 @@ def threshold_base(c: np.ndarray, P: np.ndarray | None, step: float, scale: floa
     :math:`s\,k\,\sqrt{\alpha P}` in one pass per block thread, with :math:`\sum P`.
 
     ``P`` (the metric, ``c``'s shape) may be ``None`` (:math:`P = 1`); ``m <= 0`` gives
-    ``k = k_max`` everywhere (as :func:`xfusion.wavelets.brightness_k` for an all-zero band).
+    ``k = k_max`` everywhere (as :func:`xfusion.starlet.stats.brightness_k` for an all-zero band).
     Returns ``(k, base, ΣP)`` (``ΣP`` summed in float64).
     """
-    from ._threads import each_block
+    from .._threads import each_block
 
     c = np.ascontiguousarray(c)
     dt = c.dtype

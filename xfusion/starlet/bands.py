@@ -1,10 +1,16 @@
-"""Starlet transforms seen as a flat list of bands, the view the l1 regularizer needs."""
+"""A starlet transform seen as a flat list of bands, the view the l1 regularizer needs.
+
+:class:`StarletBands` wraps a :class:`~xfusion.starlet.Starlet2D1D` or
+:class:`~xfusion.starlet.Starlet2D` (its ``transform``) so that its coefficients are
+``(n_bands, *shape)``, with the fused threshold-and-reconstruct and the finest and coarse
+bands that :class:`xfusion.regularizers.StarletL1` needs; :func:`starlet_bands` builds one.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .wavelets import Starlet2D, Starlet2D1D
+from .transforms import Starlet2D, Starlet2D1D
 
 __all__ = ["StarletBands", "starlet_bands"]
 
@@ -16,7 +22,7 @@ class StarletBands:
     """
 
     def __init__(self, transform, shape):
-        self.T = transform
+        self.transform = transform
         self.shape = tuple(shape)
         lead = transform.coeff_shape(self.shape)[: -len(self.shape)]
         self.lead = lead
@@ -24,18 +30,17 @@ class StarletBands:
         self.noise_gains = np.asarray(transform.noise_gains, dtype=np.float64).reshape(-1)
         self.coarse_band = self.n_bands - 1
         self.detail_bands = list(range(self.n_bands - 1))
-        self.finest_index = 0
         self.ndim_data = len(self.shape)
 
     def forward(self, x):
-        c = self.T.forward(x)
+        c = self.transform.forward(x)
         return c.reshape((self.n_bands,) + tuple(c.shape[len(self.lead):]))
 
     def inverse(self, c):
-        return self.T.inverse(c.reshape(self.lead + tuple(c.shape[1:])))
+        return self.transform.inverse(c.reshape(self.lead + tuple(c.shape[1:])))
 
     def adjoint(self, c):
-        return self.T.adjoint(c.reshape(self.lead + tuple(c.shape[1:])))
+        return self.transform.adjoint(c.reshape(self.lead + tuple(c.shape[1:])))
 
     def _index(self, b: int):
         return b if len(self.lead) == 1 else tuple(int(i) for i in np.unravel_index(b, self.lead))
@@ -49,13 +54,7 @@ class StarletBands:
         ``positive`` clips the result at 0 block by block.
         """
         th = {self._index(b): t for b, t in thresholds.items()}
-        return self.T.threshold(z, th, return_l1=True, levels=levels, positive=positive)
-
-    def band(self, c, b: int):
-        return c[b]
-
-    def set_band(self, c, b: int, v) -> None:
-        c[b] = v
+        return self.transform.threshold(z, th, return_l1=True, levels=levels, positive=positive)
 
     def finest_and_coarse(self, x, sample: tuple[slice, ...] | None = None,
                           levels: bool = False):
@@ -68,13 +67,14 @@ class StarletBands:
         then computes it there only). With ``levels`` a third item is returned: the spatial
         smoothings of ``x`` for :meth:`threshold` to reuse (``None`` where there are none).
         """
-        from . import _starlet_jit
+        from . import _jit
 
-        if isinstance(self.T, Starlet2D1D) and _starlet_jit.available():
+        if isinstance(self.transform, Starlet2D1D) and _jit.available():
             if sample is not None:
                 sample = tuple(sample) + (slice(None),) * (3 - len(sample))
-            res = _starlet_jit.finest_and_coarse_2d1d(
-                x, self.T.J2, self.T.J1, self.T.boundary, sample=sample, levels=levels)
+            T = self.transform
+            res = _jit.finest_and_coarse_2d1d(x, T.J2, T.J1, T.boundary, sample=sample,
+                                              levels=levels)
             return tuple(res)
         c = self.forward(x)
         fin = self.finest(c)
@@ -89,8 +89,8 @@ class StarletBands:
 
 
 def starlet_bands(kind: str, J2: int, J1: int, shape) -> StarletBands:
-    """``kind="2d1d"``: :class:`~xfusion.wavelets.Starlet2D1D` (J2, J1) on (L, M, N);
-    ``kind="2d"``: :class:`~xfusion.wavelets.Starlet2D` (J2) on every image."""
+    """``kind="2d1d"``: :class:`~xfusion.starlet.Starlet2D1D` (J2, J1) on (L, M, N);
+    ``kind="2d"``: :class:`~xfusion.starlet.Starlet2D` (J2) on every image."""
     if kind == "2d1d":
         return StarletBands(Starlet2D1D(J2, J1), shape)
     if kind == "2d":
