@@ -5,19 +5,20 @@ Every regularizer is a :class:`~xfusion.functionals.Functional`: ``value(x)`` fo
 data-driven thresholds, the adaptive hooks ``frozen`` / ``end_iteration`` / ``state`` /
 ``set_state``. The positivity constraint alone is :class:`~xfusion.functionals.Positivity`;
 smooth penalties (:class:`~xfusion.functionals.Sobolev`) go into the solver's gradient step.
-Which regularizer :func:`xfusion.fuse` builds for which name is in :mod:`xfusion.options`.
+Which regularizer :func:`xfusion.fuse` builds for which name is in :mod:`xfusion.builders`.
 
 Wavelet thresholds
 ------------------
-Starlet detail coefficients are soft-thresholded at :math:`k\,\sigma_b`, where
-:math:`\sigma_b = \sigma\,\|\psi_b\|` is the noise level of band ``b`` (``σ`` from the MAD of the
-finest band of the current gradient step, ``‖ψ_b‖`` the band's noise gain) and ``k`` is a constant
-or varies per voxel with the brightness of the coarse scale (k → k_max in dim voxels, → k_min in
-bright ones; :func:`xfusion.starlet.brightness_k`). As in the paper the thresholds follow the
-iterate during the first ``adapt_iter`` iterations; they are then **frozen** as weights
-:math:`\lambda_b = k\sigma_b/\alpha` of a fixed objective
-:math:`\varphi(x) = \sum_b \lambda_b \|W_b x\|_1`, so the run converges to a well-defined point
-and the stopping rule measures a real objective. The prox of the analysis l1 norm of a redundant
+Starlet detail coefficients of band ``b`` are soft-thresholded, voxel by voxel, at
+:math:`t_b = k\,s\,g_b\sqrt{\alpha P}`: ``g_b`` is the band's white-noise gain, ``s`` the noise
+scale (the MAD of the finest band of the current gradient step, in units of
+:math:`\sqrt{\alpha P}`), ``α`` the step and ``P`` the solver's diagonal metric. ``k`` is a
+constant or varies per voxel with the brightness of the coarse scale (k → k_max in dim voxels,
+→ k_min in bright ones; :func:`xfusion.starlet.brightness_k`). As in the paper the thresholds
+follow the iterate during the first ``adapt_iter`` iterations; they are then **frozen** as the
+weights :math:`\lambda_b = k\,s\,g_b\sqrt{\alpha P}/(\alpha\bar P)` (``P̄`` the mean metric when
+they froze) of a fixed objective :math:`\varphi(x) = \sum_b \|\lambda_b \cdot W_b x\|_1`, so the
+run converges to a well-defined point and the stopping rule measures a real objective. The prox of the analysis l1 norm of a redundant
 transform has no closed form; we use the standard approximation — threshold the coefficients,
 reconstruct by the starlet inverse — and the objective counts φ on the thresholded
 coefficients (:meth:`StarletL1.prox_value`); :meth:`StarletL1.value` is the analysis norm of
