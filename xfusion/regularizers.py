@@ -18,11 +18,11 @@ constant or varies per voxel with the brightness of the coarse scale (k → k_ma
 follow the iterate during the first ``adapt_iter`` iterations; they are then **frozen** as the
 weights :math:`\lambda_b = k\,s\,g_b\sqrt{\alpha P}/(\alpha\bar P)` (``P̄`` the mean metric when
 they froze) of a fixed objective :math:`\varphi(x) = \sum_b \|\lambda_b \cdot W_b x\|_1`, so the
-run converges to a well-defined point and the stopping rule measures a real objective. The prox of the analysis l1 norm of a redundant
-transform has no closed form; we use the standard approximation — threshold the coefficients,
-reconstruct by the starlet inverse — and the objective counts φ on the thresholded
-coefficients (:meth:`StarletL1.prox_value`); :meth:`StarletL1.value` is the analysis norm of
-any ``x``.
+run converges to a well-defined point and the stopping rule measures a real objective. The prox
+of the analysis l1 norm of a redundant transform has no closed form; we use the standard
+approximation — threshold the coefficients, reconstruct by the starlet inverse — and the
+objective counts φ on the thresholded coefficients (:meth:`StarletL1.prox_value`);
+:meth:`StarletL1.value` is the analysis norm of any ``x``.
 """
 
 from __future__ import annotations
