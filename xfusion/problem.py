@@ -45,10 +45,12 @@ import json
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+
+from ._errors import ProblemError
+from .operators.rebin import Factors, rebin_factors
 
 __all__ = [
     "ProblemError",
@@ -61,10 +63,6 @@ __all__ = [
     "check_store",
     "REQUIRED",
 ]
-
-
-class ProblemError(ValueError):
-    """A fusion problem that cannot be fused as given; the message names the variable and fault."""
 
 
 REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -90,69 +88,10 @@ TRUTH: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class Factors:
-    """Rebinning factors between Z's grid and the data grids (``L = vL·l`` etc.)."""
-
-    vL: int
-    vM: int
-    vN: int
-
-
 def _values(a):
     """Return numpy values of a DataArray / array (computing dask arrays)."""
     a = a.data if isinstance(a, xr.DataArray) else a
     return np.asarray(a)
-
-
-def _integer_factor(fine: int, coarse: int, what: str) -> int:
-    if coarse <= 0 or fine <= 0:
-        raise ProblemError(f"{what}: empty axis (fine size {fine}, coarse size {coarse})")
-    if fine % coarse:
-        raise ProblemError(
-            f"{what}: fine size {fine} is not a whole multiple of coarse size {coarse} "
-            f"(factor {fine / coarse:.4g} is not an integer)"
-        )
-    return fine // coarse
-
-
-def _check_alignment(fine: np.ndarray, coarse: np.ndarray, v: int, what: str, raise_: bool):
-    fine = np.asarray(fine, dtype=float)
-    coarse = np.asarray(coarse, dtype=float)
-    expected = fine.reshape(-1, v).mean(axis=1)
-    step = np.abs(np.diff(fine)).min() if fine.size > 1 else 1.0
-    err = np.abs(expected - coarse).max()
-    if err > 1e-3 * step:
-        msg = (
-            f"{what}: coarse bin centres are not the means of groups of {v} fine bins "
-            f"(largest offset {err:.4g}, fine step {step:.4g}); the grids do not line up"
-        )
-        if raise_:
-            raise ProblemError(msg)
-        warnings.warn(msg, UserWarning, stacklevel=3)
-
-
-def rebin_factors(ds: xr.Dataset) -> Factors:
-    """Derive and check the rebinning factors from the problem's coordinates.
-
-    Raises
-    ------
-    ProblemError
-        If a factor is not an integer, or the spatial coordinates do not line up.
-    """
-    L, l = ds.sizes.get("energy", 0), ds.sizes.get("energy_coarse", 0)
-    M, m = ds.sizes.get("y", 0), ds.sizes.get("y_coarse", 0)
-    N, n = ds.sizes.get("x", 0), ds.sizes.get("x_coarse", 0)
-    vL = _integer_factor(L, l, "energy / energy_coarse")
-    vM = _integer_factor(M, m, "y / y_coarse")
-    vN = _integer_factor(N, n, "x / x_coarse")
-    for fine, coarse, v in (("y", "y_coarse", vM), ("x", "x_coarse", vN)):
-        if fine in ds.coords and coarse in ds.coords:
-            _check_alignment(ds[fine].values, ds[coarse].values, v, f"{coarse} vs {fine}", True)
-    if "energy" in ds.coords and "energy_coarse" in ds.coords:
-        _check_alignment(ds["energy"].values, ds["energy_coarse"].values, vL,
-                         "energy_coarse vs energy", False)
-    return Factors(vL, vM, vN)
 
 
 def _check_dtype(name: str, dtype, what: str = "values") -> None:
