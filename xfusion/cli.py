@@ -247,13 +247,13 @@ def _metrics_doc(rows, Z, ds, extra: Mapping | None = None) -> dict:
 
 
 def _write_json(doc: Mapping, path: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as fh:
+    """Write ``doc`` as JSON to ``path`` atomically (a temporary file beside it, then a rename),
+    replacing an existing file."""
+    from ._atomic import atomic_path
+
+    with atomic_path(path, overwrite=True, suffix=".json") as tmp, open(tmp, "w") as fh:
         json.dump(doc, fh, indent=2, allow_nan=False)
         fh.write("\n")
-    os.replace(tmp, path)
 
 
 def _have_matplotlib() -> bool:
