@@ -570,3 +570,24 @@ def test_write_events_resolve_pixel_out_of_range(tmp_path):
     with pytest.raises(ValueError, match=r"pixel has values -1\.\.5, outside the uint8"):
         xf.io.write_events(tmp_path / "r.fits", "resolve", energy=[1.0, 2.0], pixel=[-1, 5],
                            exposure=1.0, pointing=(RA0, DEC0))
+
+
+def test_atomic_path_replaces_on_success_and_leaves_nothing_on_failure(tmp_path):
+    from xfusion._atomic import atomic_path
+
+    target = tmp_path / "sub" / "out.json"
+    with atomic_path(target, suffix=".json") as tmp:
+        assert os.path.dirname(tmp) == str(target.parent)
+        with open(tmp, "w") as fh:
+            fh.write("one")
+    assert target.read_text() == "one"
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        with atomic_path(target):
+            pass
+    with pytest.raises(RuntimeError, match="half-written"):
+        with atomic_path(target, overwrite=True) as tmp:
+            with open(tmp, "w") as fh:
+                fh.write("two")
+            raise RuntimeError("half-written")
+    assert target.read_text() == "one"
+    assert sorted(os.listdir(target.parent)) == ["out.json"]

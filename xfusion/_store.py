@@ -29,6 +29,8 @@ import os
 import shutil
 import tempfile
 
+from ._atomic import umask
+
 __all__ = ["OutputError", "OutputExistsError", "MARK", "store_kind", "check_output",
            "same_path", "write_store", "write_slot", "read_pointer", "POINTER"]
 
@@ -209,7 +211,7 @@ def write_store(ds, path, kind: str, *, overwrite: bool = False, **to_zarr) -> s
             from e
     _sweep(parent, base)
     tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
-    os.chmod(tmp, 0o777 & ~_umask())    # mkdtemp makes it 0700: the store follows the umask
+    os.chmod(tmp, 0o777 & ~umask())    # mkdtemp makes it 0700: the store follows the umask
     ds = ds.copy()
     ds.attrs[MARK] = kind
     for v in ds.variables.values():
@@ -253,12 +255,6 @@ def _fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _umask() -> int:
-    u = os.umask(0)
-    os.umask(u)
-    return u
 
 
 def _commit(tmp: str, pointer: str) -> None:

@@ -247,13 +247,13 @@ def _metrics_doc(rows, Z, ds, extra: Mapping | None = None) -> dict:
 
 
 def _write_json(doc: Mapping, path: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as fh:
+    """Write ``doc`` as JSON to ``path`` atomically (a temporary file beside it, then a rename),
+    replacing an existing file."""
+    from ._atomic import atomic_path
+
+    with atomic_path(path, overwrite=True, suffix=".json") as tmp, open(tmp, "w") as fh:
         json.dump(doc, fh, indent=2, allow_nan=False)
         fh.write("\n")
-    os.replace(tmp, path)
 
 
 def _have_matplotlib() -> bool:
@@ -587,15 +587,8 @@ def _positions(args, Z) -> list[tuple[int, int]]:
     return out
 
 
-def cmd_plot(args) -> int:
-    from . import plotting
-
-    plotting.require_matplotlib()
-    Z = _open_fused(args.fused).load()
-    ds = _open_problem(args.problem) if args.problem else None
-    sigma, draws = _errors(args, Z)
-    os.makedirs(args.out, exist_ok=True)
-    files = []
+def _plot_cubes(Z, ds) -> tuple[dict, object]:
+    """The cubes the plots compare (truth if simulated, fused, X only, Y only) and the truth."""
     cubes = {"fused": Z}
     truth = None
     if ds is not None:
@@ -605,13 +598,16 @@ def cmd_plot(args) -> int:
             truth = ds["Z_true"].transpose("energy", "y", "x")
             cubes = {"truth": truth, **cubes}
         cubes.update({"X only": x_only(ds), "Y only": y_only(ds)})
-    pix = _positions(args, Z) or list(plotting.pick_pixels(Z.sum("energy")))
-    p = os.path.join(args.out, "amplitude_maps.png")
-    plotting.amplitude_maps(cubes, p, marks=pix)
-    files.append(p)
+    return cubes, truth
+
+
+def _plot_spectra(out: str, Z, cubes: dict, pix, sigma) -> str:
+    """``spectra.png``: the cubes' spectra at ``pix``, with the fused ±1σ band if ``sigma``."""
+    from . import plotting
+
     order = [k for k in ("Y only", "X only", "truth", "fused") if k in cubes]
     spec = {k: cubes[k] for k in order}
-    p = os.path.join(args.out, "spectra.png")
+    p = os.path.join(out, "spectra.png")
     fig = plotting.spectra(spec, pix, p, labels=[f"{i + 1}: pixel (y={y}, x={x})"
                                                  for i, (y, x) in enumerate(pix)])
     if sigma is not None:       # the fused spectra's ±1σ band, on the same figure
@@ -622,41 +618,77 @@ def cmd_plot(args) -> int:
                             label="fused ±1σ")
             ax.legend(fontsize="small")
         fig.savefig(p, dpi=110)
+    return p
+
+
+def _plot_sam(out: str, Z, cubes: dict, truth) -> str:
+    """``sam_map.png``: the spectral angle of the fused (and baseline) cubes to the truth."""
+    from . import plotting
+    from .metrics import sam_map
+
+    p = os.path.join(out, "sam_map.png")
+    sams = {"fused": sam_map(Z, truth)}
+    if "X only" in cubes:
+        sams.update({"X only": sam_map(cubes["X only"], truth),
+                     "Y only": sam_map(cubes["Y only"], truth)})
+    plotting.sam_map(sams, p)
+    return p
+
+
+def _plot_error_maps(out: str, Z, sigma, draws) -> str:
+    """``error_maps.png``: band flux, its 1σ error (bootstrap or per-voxel) and the ratio."""
+    from . import plotting
+
+    band = (draws.sum("energy").std("draw", ddof=1) if draws is not None
+            else (sigma ** 2).sum("energy") ** 0.5)
+    flux = Z.sum("energy")
+    p = os.path.join(out, "error_maps.png")
+    plotting.maps({"band flux": flux, "its error (1σ)": band,
+                   "relative error": band / flux.where(flux > 0)},
+                  p, units={"band flux": "photons cm⁻² s⁻¹",
+                            "its error (1σ)": "photons cm⁻² s⁻¹"},
+                  suptitle=f"{plotting.band_label(Z)}; "
+                           + ("bootstrap" if draws is not None else "per-voxel errors"))
+    return p
+
+
+def _plot_velocity(out: str, Z, line: str, sigma, draws) -> str:
+    """``velocity_maps.png``: velocity, its error and the flux of ``line``."""
+    from . import plotting
+    from .lines import line_map
+
+    lm = line_map(Z, _line_arg(line), sigma=None if draws is not None else sigma,
+                  draws=draws)
+    p = os.path.join(out, "velocity_maps.png")
+    plotting.maps({"velocity": lm["velocity"], "velocity error": lm["velocity_err"],
+                   "line flux": lm["flux"]}, p,
+                  units={"velocity": "km/s", "velocity error": "km/s",
+                         "line flux": "photons cm⁻² s⁻¹"}, symmetric=("velocity",),
+                  suptitle=f"line at {lm.attrs.get('line')} keV (rest)")
+    return p
+
+
+def cmd_plot(args) -> int:
+    from . import plotting
+
+    plotting.require_matplotlib()
+    Z = _open_fused(args.fused).load()
+    ds = _open_problem(args.problem) if args.problem else None
+    sigma, draws = _errors(args, Z)
+    os.makedirs(args.out, exist_ok=True)
+    files = []
+    cubes, truth = _plot_cubes(Z, ds)
+    pix = _positions(args, Z) or list(plotting.pick_pixels(Z.sum("energy")))
+    p = os.path.join(args.out, "amplitude_maps.png")
+    plotting.amplitude_maps(cubes, p, marks=pix)
     files.append(p)
+    files.append(_plot_spectra(args.out, Z, cubes, pix, sigma))
     if truth is not None:
-        from .metrics import sam_map
-
-        p = os.path.join(args.out, "sam_map.png")
-        sams = {"fused": sam_map(Z, truth)}
-        if "X only" in cubes:
-            sams.update({"X only": sam_map(cubes["X only"], truth),
-                         "Y only": sam_map(cubes["Y only"], truth)})
-        plotting.sam_map(sams, p)
-        files.append(p)
+        files.append(_plot_sam(args.out, Z, cubes, truth))
     if draws is not None or sigma is not None:
-        band = (draws.sum("energy").std("draw", ddof=1) if draws is not None
-                else (sigma ** 2).sum("energy") ** 0.5)
-        flux = Z.sum("energy")
-        p = os.path.join(args.out, "error_maps.png")
-        plotting.maps({"band flux": flux, "its error (1σ)": band,
-                       "relative error": band / flux.where(flux > 0)},
-                      p, units={"band flux": "photons cm⁻² s⁻¹",
-                                "its error (1σ)": "photons cm⁻² s⁻¹"},
-                      suptitle=f"{plotting.band_label(Z)}; "
-                               + ("bootstrap" if draws is not None else "per-voxel errors"))
-        files.append(p)
+        files.append(_plot_error_maps(args.out, Z, sigma, draws))
     if args.line:
-        from .lines import line_map
-
-        lm = line_map(Z, _line_arg(args.line), sigma=None if draws is not None else sigma,
-                      draws=draws)
-        p = os.path.join(args.out, "velocity_maps.png")
-        plotting.maps({"velocity": lm["velocity"], "velocity error": lm["velocity_err"],
-                       "line flux": lm["flux"]}, p,
-                      units={"velocity": "km/s", "velocity error": "km/s",
-                             "line flux": "photons cm⁻² s⁻¹"}, symmetric=("velocity",),
-                      suptitle=f"line at {lm.attrs.get('line')} keV (rest)")
-        files.append(p)
+        files.append(_plot_velocity(args.out, Z, args.line, sigma, draws))
     print("wrote " + ", ".join(os.path.basename(f) for f in files) + f" to {args.out}/")
     return 0
 
@@ -675,16 +707,8 @@ def _add_fuse_options(p: argparse.ArgumentParser, default_reg: str) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or step lines")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="xfusion",
-        description="Hyperspectral fusion of X-ray data (HIFReD): fine pixels of one "
-                    "instrument, fine spectra of another.")
-    parser.add_argument("--version", action="version", version=f"xfusion {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_demo_parser(sub) -> None:
+    """The ``demo`` subcommand: simulate, fuse, score and plot a small scenario."""
     p = sub.add_parser("demo", help="simulate a small scenario, fuse it, print metrics, plot",
                        description="Simulate a scenario, fuse it, compare with the "
                                    "single-instrument baselines, write Zarr stores, "
@@ -700,6 +724,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fuse_options(p, DEFAULT_REGULARIZER)
     p.set_defaults(func=demo)
 
+
+def _add_simulate_parser(sub) -> None:
+    """The ``simulate`` subcommand: write a simulated scenario to a Zarr store."""
     p = sub.add_parser("simulate", help="write a simulated scenario to a Zarr store")
     p.add_argument("name", help="scenario name (see xfusion.simulate.SCENARIOS)")
     p.add_argument("--out", required=True, help="Zarr store to write (e.g. problem.zarr)")
@@ -710,6 +737,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_simulate)
 
+
+def _add_fuse_parser(sub) -> None:
+    """The ``fuse`` subcommand: fuse a problem store into a fused-cube store."""
     p = sub.add_parser("fuse", help="fuse a problem store into a fused-cube store")
     p.add_argument("problem", help="problem Zarr store (xfusion simulate, xf.save_problem)")
     p.add_argument("--out", required=True, help="Zarr store for Z (e.g. fused.zarr)")
@@ -722,6 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fuse_options(p, "w2d1d")
     p.set_defaults(func=cmd_fuse)
 
+
+def _add_uncertainty_parser(sub) -> None:
+    """The ``uncertainty`` subcommand: per-voxel errors by parametric bootstrap."""
     p = sub.add_parser("uncertainty", help="per-voxel errors of a fused cube (parametric "
                                           "bootstrap)")
     p.add_argument("problem", help="the problem store the cube was fused from")
@@ -734,6 +767,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_uncertainty)
 
+
+def _add_export_parser(sub) -> None:
+    """The ``export`` subcommand: FITS cube, a region's OGIP spectrum, line maps."""
     p = sub.add_parser("export", help="a FITS cube, a region's spectrum (OGIP PHA + RMF + "
                                       "ARF) or a line map")
     p.add_argument("fused", help="fused-cube store (xfusion fuse)")
@@ -755,6 +791,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_export)
 
+
+def _add_plot_parser(sub) -> None:
+    """The ``plot`` subcommand: maps, spectra, SAM, error and velocity maps."""
     p = sub.add_parser("plot", help="amplitude maps, spectra, SAM, error and velocity maps")
     p.add_argument("fused", help="fused-cube store (xfusion fuse)")
     p.add_argument("--out", default="xfusion-plots", help="directory for the PNGs")
@@ -767,11 +806,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel", action="append", help="spectrum at pixel IY,IX (repeatable)")
     p.set_defaults(func=cmd_plot)
 
+
+def _add_metrics_parser(sub) -> None:
+    """The ``metrics`` subcommand: score a fused cube against a problem's truth."""
     p = sub.add_parser("metrics", help="score a fused cube against a simulated problem's truth")
     p.add_argument("fused", help="fused Zarr store (xfusion fuse)")
     p.add_argument("problem", help="problem Zarr store with Z_true")
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     p.set_defaults(func=cmd_metrics)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="xfusion",
+        description="Hyperspectral fusion of X-ray data (HIFReD): fine pixels of one "
+                    "instrument, fine spectra of another.")
+    parser.add_argument("--version", action="version", version=f"xfusion {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo_parser(sub)
+    _add_simulate_parser(sub)
+    _add_fuse_parser(sub)
+    _add_uncertainty_parser(sub)
+    _add_export_parser(sub)
+    _add_plot_parser(sub)
+    _add_metrics_parser(sub)
     return parser
 
 

@@ -13,7 +13,7 @@ from .operators import ForwardModel
 from .operators.base import is_dask
 from .operators.spectral import apply_energy_matrix
 
-__all__ = ["FullCube", "LowRank", "pca_subspace", "nmf_subspace", "choose_rank", "subspace_fit",
+__all__ = ["FullCube", "LowRank", "nmf_subspace", "choose_rank", "subspace_fit",
            "RANKS"]
 
 
@@ -45,13 +45,6 @@ class FullCube:
         """Diagonal of ``Kᵀ diag(h) K`` (Jacobi preconditioner)."""
         return self.model.curvature(hX, hY)
 
-    # every piece of the model is non-negative, so |K| = K
-    def abs_forward(self, x):
-        return self.forward(x)
-
-    def abs_adjoint(self, gX, gY):
-        return self.adjoint(gX, gY)
-
 
 def _per_area(a: np.ndarray, w) -> np.ndarray:
     """``a / w`` with w = t_Y A_Y along ``a``'s first axis ((L,)) or of ``a``'s shape; zero
@@ -60,36 +53,6 @@ def _per_area(a: np.ndarray, w) -> np.ndarray:
     if w.ndim == 1:
         w = w.reshape((-1,) + (1,) * (a.ndim - 1))
     return np.divide(a, w, out=np.zeros(np.broadcast_shapes(a.shape, w.shape)), where=w > 0)
-
-
-def pca_subspace(Y, weights, rank: int) -> np.ndarray:
-    r"""Top-``rank`` principal spectra of Y's flux spectra, as orthonormal columns (L × r).
-
-    Parameters
-    ----------
-    Y : array (L, m, n)
-        Counts of the fine-spectrum instrument.
-    weights : array (L,) or (L, m, n)
-        :math:`t_Y A_Y` on Y's grid (zero area gives zero flux).
-    rank : int
-
-    Notes
-    -----
-    Uncentred SVD of the (L × m·n) matrix of flux spectra :math:`Y / (t_Y A_Y)`; the leading
-    vectors span the mean spectrum and its main variations (paper §3.3.2).
-    """
-    flux = _per_area(np.asarray(Y, dtype=np.float64), weights)
-    L = flux.shape[0]
-    F = flux.reshape(L, -1)
-    rank = int(rank)
-    if not 1 <= rank <= min(F.shape):
-        raise ValueError(f"rank must be between 1 and {min(F.shape)} (the number of Y pixels "
-                         f"or channels), got {rank}")
-    U, s, _ = np.linalg.svd(F, full_matrices=False)
-    V = U[:, :rank]
-    # sign convention: the leading component is positive on average
-    V = V * np.where(V.sum(0) < 0, -1.0, 1.0)
-    return V
 
 
 def nmf_subspace(Y, weights, rank: int, n_iter: int | None = None, seed: int = 0,
@@ -338,21 +301,6 @@ class LowRank:
             return apply_energy_matrix(KX2t, hX) + B2.adjoint(apply_energy_matrix(KY2t, hY))
         return apply_energy_matrix(np.ascontiguousarray((self.V**2).T),
                                    self.model.curvature(hX, hY))
-
-    def abs_forward(self, W):
-        """:math:`|K| W` for the preconditioner (an upper bound where not factorised)."""
-        if self.factorised:
-            return (apply_energy_matrix(np.abs(self.KX), W),
-                    apply_energy_matrix(np.abs(self.KY), self.model.blur_Y.forward(W)))
-        Z = apply_energy_matrix(np.abs(self.V), W)
-        return self.model.mu_X(Z), self.model.mu_Y(Z)
-
-    def abs_adjoint(self, gX, gY):
-        if self.factorised:
-            return (apply_energy_matrix(np.abs(self.KXt), gX)
-                    + self.model.blur_Y.adjoint(apply_energy_matrix(np.abs(self.KYt), gY)))
-        g = self.model.adjoint_X(gX) + self.model.adjoint_Y(gY)
-        return apply_energy_matrix(np.abs(self.Vt), g)
 
     def to_cube(self, W):
         return apply_energy_matrix(self.V, W, self._ech)

@@ -45,10 +45,12 @@ import json
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+
+from ._errors import ProblemError
+from .operators.rebin import Factors, rebin_factors
 
 __all__ = [
     "ProblemError",
@@ -61,10 +63,6 @@ __all__ = [
     "check_store",
     "REQUIRED",
 ]
-
-
-class ProblemError(ValueError):
-    """A fusion problem that cannot be fused as given; the message names the variable and fault."""
 
 
 REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -90,69 +88,10 @@ TRUTH: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class Factors:
-    """Rebinning factors between Z's grid and the data grids (``L = vL·l`` etc.)."""
-
-    vL: int
-    vM: int
-    vN: int
-
-
 def _values(a):
     """Return numpy values of a DataArray / array (computing dask arrays)."""
     a = a.data if isinstance(a, xr.DataArray) else a
     return np.asarray(a)
-
-
-def _integer_factor(fine: int, coarse: int, what: str) -> int:
-    if coarse <= 0 or fine <= 0:
-        raise ProblemError(f"{what}: empty axis (fine size {fine}, coarse size {coarse})")
-    if fine % coarse:
-        raise ProblemError(
-            f"{what}: fine size {fine} is not a whole multiple of coarse size {coarse} "
-            f"(factor {fine / coarse:.4g} is not an integer)"
-        )
-    return fine // coarse
-
-
-def _check_alignment(fine: np.ndarray, coarse: np.ndarray, v: int, what: str, raise_: bool):
-    fine = np.asarray(fine, dtype=float)
-    coarse = np.asarray(coarse, dtype=float)
-    expected = fine.reshape(-1, v).mean(axis=1)
-    step = np.abs(np.diff(fine)).min() if fine.size > 1 else 1.0
-    err = np.abs(expected - coarse).max()
-    if err > 1e-3 * step:
-        msg = (
-            f"{what}: coarse bin centres are not the means of groups of {v} fine bins "
-            f"(largest offset {err:.4g}, fine step {step:.4g}); the grids do not line up"
-        )
-        if raise_:
-            raise ProblemError(msg)
-        warnings.warn(msg, UserWarning, stacklevel=3)
-
-
-def rebin_factors(ds: xr.Dataset) -> Factors:
-    """Derive and check the rebinning factors from the problem's coordinates.
-
-    Raises
-    ------
-    ProblemError
-        If a factor is not an integer, or the spatial coordinates do not line up.
-    """
-    L, l = ds.sizes.get("energy", 0), ds.sizes.get("energy_coarse", 0)
-    M, m = ds.sizes.get("y", 0), ds.sizes.get("y_coarse", 0)
-    N, n = ds.sizes.get("x", 0), ds.sizes.get("x_coarse", 0)
-    vL = _integer_factor(L, l, "energy / energy_coarse")
-    vM = _integer_factor(M, m, "y / y_coarse")
-    vN = _integer_factor(N, n, "x / x_coarse")
-    for fine, coarse, v in (("y", "y_coarse", vM), ("x", "x_coarse", vN)):
-        if fine in ds.coords and coarse in ds.coords:
-            _check_alignment(ds[fine].values, ds[coarse].values, v, f"{coarse} vs {fine}", True)
-    if "energy" in ds.coords and "energy_coarse" in ds.coords:
-        _check_alignment(ds["energy"].values, ds["energy_coarse"].values, vL,
-                         "energy_coarse vs energy", False)
-    return Factors(vL, vM, vN)
 
 
 def _check_dtype(name: str, dtype, what: str = "values") -> None:
@@ -431,6 +370,119 @@ def normalise_psf(psf: np.ndarray) -> np.ndarray:
     return psf / s
 
 
+def _counts(X, Y, exposure_X, exposure_Y) -> tuple[xr.DataArray, xr.DataArray]:
+    """X and Y as counts DataArrays with their exposures (attrs), checked for emptiness and
+    dtype."""
+    Xd = _as_da(X, ("energy_coarse", "y", "x"), "X")
+    Yd = _as_da(Y, ("energy", "y_coarse", "x_coarse"), "Y")
+    for d, e, name in ((Xd, exposure_X, "X"), (Yd, exposure_Y, "Y")):
+        if e is not None:
+            try:
+                if isinstance(e, (bool, np.bool_, str, bytes)):
+                    raise TypeError
+                d.attrs["exposure"] = float(e)
+            except (TypeError, ValueError):
+                raise ProblemError(f"{name}: exposure {e!r} is not a number (pass "
+                                   f"exposure_{name}=seconds)") from None
+        d.attrs.setdefault("units", "counts")
+        if "exposure" not in d.attrs:
+            raise ProblemError(f"{name}: missing exposure (pass exposure_{name}=seconds)")
+        _check_not_empty(name, d.dims, d.shape)
+        _check_dtype(name, d.dtype, "counts")
+    return Xd, Yd
+
+
+def _energy_axis(Yd: xr.DataArray, L: int, energy, energy_edges) -> tuple[np.ndarray, np.ndarray]:
+    """Z's energy bin centres and edges: from ``energy_edges``, ``energy``, Y's coordinate or a
+    placeholder (1 eV steps), the edges halfway between centres when not given."""
+    if energy_edges is not None:
+        edges = np.asarray(energy_edges, dtype=float)
+        if edges.shape != (L + 1,):
+            raise ProblemError(f"energy_edges: expected {L + 1} edges for {L} channels, "
+                               f"got {edges.shape}")
+        if (np.diff(edges) <= 0).any():
+            raise ProblemError("energy_edges: must increase strictly")
+        energy = 0.5 * (edges[1:] + edges[:-1])
+    if energy is None and "energy" in Yd.coords:
+        energy = Yd["energy"].values
+    if energy is None:
+        energy = 1e-3 * (np.arange(L) + 1.0)
+    energy = np.asarray(energy, dtype=float)
+    if energy.shape != (L,):
+        raise ProblemError(f"energy: expected {L} centres (Y has {L} channels), got {energy.shape}")
+    if energy_edges is None:
+        mid = 0.5 * (energy[1:] + energy[:-1]) if L > 1 else np.array([])
+        first = energy[0] - (mid[0] - energy[0]) if L > 1 else energy[0] - 5e-4
+        last = energy[-1] + (energy[-1] - mid[-1]) if L > 1 else energy[0] + 5e-4
+        edges = np.concatenate([[first], mid, [last]])
+    return energy, edges
+
+
+def _coarse_energy_axis(energy: np.ndarray, L: int, l: int, energy_coarse) -> np.ndarray:
+    """X's channel centres: given, or the means of ``L // l`` consecutive Z bins."""
+    if l == 0 or L % l:
+        raise ProblemError(f"energy / energy_coarse: fine size {L} (Y's channels) is not a whole "
+                           f"multiple of coarse size {l} (X's channels)")
+    if energy_coarse is None:
+        energy_coarse = energy.reshape(l, L // l).mean(axis=1)
+    energy_coarse = np.asarray(energy_coarse, dtype=float)
+    if energy_coarse.shape != (l,):
+        raise ProblemError(f"energy_coarse: expected {l} centres (X has {l} channels), got "
+                           f"{energy_coarse.shape}")
+    return energy_coarse
+
+
+def _pixel_axes(fine: tuple[int, int], coarse: tuple[int, int], y, x, pixel_size):
+    """Fine pixel centres ``y``, ``x`` (given or centred on 0) and the coarse ones (block means);
+    refuses a coarse image that does not tile the fine one."""
+    (M, N), (m, n) = fine, coarse
+    if y is None:
+        y = _centres(M, pixel_size)
+    if x is None:
+        x = _centres(N, pixel_size)
+    y, x = np.asarray(y, float), np.asarray(x, float)
+    if y.shape != (M,) or x.shape != (N,):
+        raise ProblemError(f"y, x: expected {M} and {N} pixel centres, got {y.shape}, {x.shape}")
+    if M % m or N % n:
+        raise ProblemError(f"Y: coarse image {m}×{n} does not tile X's fine image {M}×{N} "
+                           f"(y/x vs y_coarse/x_coarse: not a whole multiple)")
+    yc = y.reshape(m, M // m).mean(1)
+    xc = x.reshape(n, N // n).mean(1)
+    return y, x, yc, xc
+
+
+def _psf_array(psf_Y) -> np.ndarray:
+    """Y's PSF as a float array, renormalised with a warning (at :func:`make_problem`'s caller)
+    when its sum is off 1 by more than :data:`PSF_SUM_TOL` and at most 1 %."""
+    psf = np.asarray(psf_Y.values if isinstance(psf_Y, xr.DataArray) else psf_Y, dtype=float)
+    s = psf.sum(axis=(-2, -1))
+    off = np.abs(s - 1).max() if psf.size else np.inf
+    if PSF_SUM_TOL < off <= 0.01:
+        warnings.warn(f"psf_Y sums to {np.atleast_1d(s)[0]:.6g}, not 1; renormalised",
+                      UserWarning, stacklevel=3)
+        psf = normalise_psf(psf)
+    return psf
+
+
+def _area(a) -> xr.DataArray:
+    """An effective area (cm²) over energy, or over (energy, y, x)."""
+    a = np.asarray(a.values if isinstance(a, xr.DataArray) else a, dtype=float)
+    dims = ("energy",) if a.ndim == 1 else ("energy", "y", "x")
+    return xr.DataArray(a, dims=dims, attrs={"units": "cm2"})
+
+
+def _add_truth(data: dict, truth: dict) -> None:
+    """Add the optional ``Z_true``, ``X_true``, ``Y_true`` to ``data``, refusing other names."""
+    truth_dims = {"Z_true": ("energy", "y", "x"), "X_true": ("energy_coarse", "y", "x"),
+                  "Y_true": ("energy", "y_coarse", "x_coarse")}
+    for k, v in truth.items():
+        if k not in truth_dims:
+            raise TypeError(f"make_problem() got an unexpected keyword argument {k!r}")
+        data[k] = _as_da(v, truth_dims[k], k)
+    if "Z_true" in data:
+        data["Z_true"].attrs["units"] = "photon cm-2 s-1"
+
+
 def make_problem(
     X,
     Y,
@@ -485,99 +537,26 @@ def make_problem(
     xarray.Dataset
         A validated problem.
     """
-    Xd = _as_da(X, ("energy_coarse", "y", "x"), "X")
-    Yd = _as_da(Y, ("energy", "y_coarse", "x_coarse"), "Y")
-    for d, e, name in ((Xd, exposure_X, "X"), (Yd, exposure_Y, "Y")):
-        if e is not None:
-            try:
-                if isinstance(e, (bool, np.bool_, str, bytes)):
-                    raise TypeError
-                d.attrs["exposure"] = float(e)
-            except (TypeError, ValueError):
-                raise ProblemError(f"{name}: exposure {e!r} is not a number (pass "
-                                   f"exposure_{name}=seconds)") from None
-        d.attrs.setdefault("units", "counts")
-        if "exposure" not in d.attrs:
-            raise ProblemError(f"{name}: missing exposure (pass exposure_{name}=seconds)")
-        _check_not_empty(name, d.dims, d.shape)
-        _check_dtype(name, d.dtype, "counts")
+    Xd, Yd = _counts(X, Y, exposure_X, exposure_Y)
     L, m, n = Yd.shape
     l, M, N = Xd.shape
     _check_shapes(L, l, M, N, m, n, response_X=response_X, psf_Y=psf_Y, arf_X=arf_X,
                   arf_Y=arf_Y, **truth)
-    if energy_edges is not None:
-        edges = np.asarray(energy_edges, dtype=float)
-        if edges.shape != (L + 1,):
-            raise ProblemError(f"energy_edges: expected {L + 1} edges for {L} channels, "
-                               f"got {edges.shape}")
-        if (np.diff(edges) <= 0).any():
-            raise ProblemError("energy_edges: must increase strictly")
-        energy = 0.5 * (edges[1:] + edges[:-1])
-    if energy is None and "energy" in Yd.coords:
-        energy = Yd["energy"].values
-    if energy is None:
-        energy = 1e-3 * (np.arange(L) + 1.0)
-    energy = np.asarray(energy, dtype=float)
-    if energy.shape != (L,):
-        raise ProblemError(f"energy: expected {L} centres (Y has {L} channels), got {energy.shape}")
-    if energy_edges is None:
-        mid = 0.5 * (energy[1:] + energy[:-1]) if L > 1 else np.array([])
-        first = energy[0] - (mid[0] - energy[0]) if L > 1 else energy[0] - 5e-4
-        last = energy[-1] + (energy[-1] - mid[-1]) if L > 1 else energy[0] + 5e-4
-        edges = np.concatenate([[first], mid, [last]])
-    if l == 0 or L % l:
-        raise ProblemError(f"energy / energy_coarse: fine size {L} (Y's channels) is not a whole "
-                           f"multiple of coarse size {l} (X's channels)")
-    if energy_coarse is None:
-        energy_coarse = energy.reshape(l, L // l).mean(axis=1)
-    energy_coarse = np.asarray(energy_coarse, dtype=float)
-    if energy_coarse.shape != (l,):
-        raise ProblemError(f"energy_coarse: expected {l} centres (X has {l} channels), got "
-                           f"{energy_coarse.shape}")
-    if y is None:
-        y = _centres(M, pixel_size)
-    if x is None:
-        x = _centres(N, pixel_size)
-    y, x = np.asarray(y, float), np.asarray(x, float)
-    if y.shape != (M,) or x.shape != (N,):
-        raise ProblemError(f"y, x: expected {M} and {N} pixel centres, got {y.shape}, {x.shape}")
-    if M % m or N % n:
-        raise ProblemError(f"Y: coarse image {m}×{n} does not tile X's fine image {M}×{N} "
-                           f"(y/x vs y_coarse/x_coarse: not a whole multiple)")
-    yc = y.reshape(m, M // m).mean(1)
-    xc = x.reshape(n, N // n).mean(1)
-
-    psf = np.asarray(psf_Y.values if isinstance(psf_Y, xr.DataArray) else psf_Y, dtype=float)
-    s = psf.sum(axis=(-2, -1))
-    off = np.abs(s - 1).max() if psf.size else np.inf
-    if PSF_SUM_TOL < off <= 0.01:
-        warnings.warn(f"psf_Y sums to {np.atleast_1d(s)[0]:.6g}, not 1; renormalised",
-                      UserWarning, stacklevel=2)
-        psf = normalise_psf(psf)
+    energy, edges = _energy_axis(Yd, L, energy, energy_edges)
+    energy_coarse = _coarse_energy_axis(energy, L, l, energy_coarse)
+    y, x, yc, xc = _pixel_axes((M, N), (m, n), y, x, pixel_size)
+    psf = _psf_array(psf_Y)
     psf_dims = ("psf_y", "psf_x") if psf.ndim == 2 else ("energy", "psf_y", "psf_x")
-
-    def area(a, name):
-        a = np.asarray(a.values if isinstance(a, xr.DataArray) else a, dtype=float)
-        dims = ("energy",) if a.ndim == 1 else ("energy", "y", "x")
-        return xr.DataArray(a, dims=dims, attrs={"units": "cm2"})
-
     data = {
         "X": Xd,
         "Y": Yd,
         "response_X": _as_da(np.asarray(response_X, dtype=float), ("energy_coarse", "energy"),
                              "response_X"),
         "psf_Y": xr.DataArray(psf, dims=psf_dims),
-        "arf_X": area(arf_X, "arf_X"),
-        "arf_Y": area(arf_Y, "arf_Y"),
+        "arf_X": _area(arf_X),
+        "arf_Y": _area(arf_Y),
     }
-    truth_dims = {"Z_true": ("energy", "y", "x"), "X_true": ("energy_coarse", "y", "x"),
-                  "Y_true": ("energy", "y_coarse", "x_coarse")}
-    for k, v in truth.items():
-        if k not in truth_dims:
-            raise TypeError(f"make_problem() got an unexpected keyword argument {k!r}")
-        data[k] = _as_da(v, truth_dims[k], k)
-    if "Z_true" in data:
-        data["Z_true"].attrs["units"] = "photon cm-2 s-1"
+    _add_truth(data, truth)
     coords = {
         "energy": ("energy", energy, {"units": "keV", "long_name": "true energy (bin centre)"}),
         "energy_lo": ("energy", edges[:-1], {"units": "keV"}),

@@ -419,6 +419,142 @@ def _field(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np
     return (f - f.mean()) / (f.std() + 1e-300)
 
 
+@dataclass(frozen=True)
+class _RemnantGrid:
+    """The ``G``³ grid of cells of :func:`make_remnant`: centred (z, y, x) offsets in cells,
+    radius, shell radius ``R``, cells per full-size cell ``u`` and each cell's flat pixel."""
+
+    G: int
+    u: float
+    c: float
+    zz: np.ndarray
+    yy: np.ndarray
+    xx: np.ndarray
+    r: np.ndarray
+    R: float
+    pix: np.ndarray
+
+
+def _remnant_grid(G: int) -> _RemnantGrid:
+    """The cell grid of a ``G``³ remnant."""
+    u = G / 45.0  # cells per full-size cell
+    c = (G - 1) / 2
+    ax = np.arange(G) - c
+    zz, yy, xx = np.meshgrid(ax, ax, ax, indexing="ij")  # (z, y, x)
+    r = np.sqrt(zz**2 + yy**2 + xx**2)
+    R = 0.36 * G
+    pix = np.broadcast_to((np.arange(G)[:, None] * G + np.arange(G)[None, :])[None], (G, G, G))
+    return _RemnantGrid(G, u, c, zz, yy, xx, r, R, pix)
+
+
+def _remnant_fields(rng: np.random.Generator, g: _RemnantGrid) -> dict[str, np.ndarray]:
+    """Every random draw of the remnant, in a fixed order (the same seed, the same remnant)."""
+    G, R, u = g.G, g.R, g.u
+    f = {}
+    f["ripple"] = _field(rng, (G, G, G), 0.3 * R)
+    f["clumps"] = _field(rng, (G, G, G), 1.0 * u)
+    f["g_fe"] = _field(rng, (G, G, G), 0.25 * R)
+    f["g_T"] = _field(rng, (G, G, G), 0.12 * R)
+    f["g_tau"] = _field(rng, (G, G, G), 0.12 * R)
+    f["g_turb"] = _field(rng, (G, G, G), 0.15 * R)
+    f["g_pec"] = _field(rng, (G, G, G), 2.0 * u)
+    f["g_bulk"] = _field(rng, (G, G, G), 0.3 * R)
+    f["scatter"] = rng.standard_normal((4, G, G, G))
+    dip = rng.standard_normal(3)
+    dip /= np.linalg.norm(dip)
+    f["dip"] = dip
+    return f
+
+
+def _ejecta_shell(g: _RemnantGrid,
+                  f: dict[str, np.ndarray]) -> tuple[tuple, np.ndarray, np.ndarray]:
+    """The ejecta shell's cells (a part of :func:`_remnant_from_parts`), the emission measure of
+    every cell of the grid and the mask of the cells kept."""
+    zz, yy, xx, r, R = g.zz, g.yy, g.xx, g.r, g.R
+    clumps, dip, f_fe_field = f["clumps"], f["dip"], f["g_fe"]
+    width = max(0.045 * g.G, 0.6)
+    R_loc = R * (1 + 0.07 * f["ripple"])
+    rho = np.exp(-0.5 * ((r - R_loc) / width) ** 2) * np.exp(0.5 * clumps - 0.125)
+    rn = np.maximum(r, 1e-9)
+    rho *= 1 + 0.2 * (zz * dip[0] + yy * dip[1] + xx * dip[2]) / rn
+    em = rho**2
+    keep = em > 1e-4 * em.max()
+
+    f_fe = 1 / (1 + np.exp(-2.5 * (f_fe_field - 0.4)))  # ~35 % of the shell Fe-rich
+    t = ndtr((0.8 * f["g_T"] + 0.6 * (2 * f_fe - 1)) / np.hypot(0.8, 0.45))
+    kT = 0.2 * 15.0**t
+    log_tau = 8 + 3.5 * ndtr(0.6 * f["g_tau"] + 0.6 * clumps)
+    o_rich = np.array([6.0, 4.0, 3.0, 2.0])[:, None, None, None]
+    fe_rich = np.array([1.0, 1.0, 1.0, 8.0])[:, None, None, None]
+    ab = (o_rich * (1 - f_fe) + fe_rich * f_fe) * np.exp(0.1 * f["scatter"])
+    v_exp = 6000.0
+    v_pec = 300.0 * f["g_turb"] + 1000.0 * f["g_pec"] + 1500.0 * f["g_bulk"] * f_fe
+    v_los = np.clip(v_exp * zz / R + v_pec, -V_MAX, V_MAX)
+    sig_v = np.hypot(300.0, v_exp / R / np.sqrt(12)) * np.ones_like(r)
+    part = (g.pix[keep], em[keep], kT[keep], log_tau[keep], v_los[keep], sig_v[keep],
+            ab[:, keep].T, 0)
+    return part, em, keep
+
+
+def _knot(g: _RemnantGrid) -> tuple:
+    """The bright compact knot in the south (negative y offset), on the shell."""
+    R, u = g.R, g.u
+    kc = np.array([0.05 * R, -0.92 * R, 0.12 * R])  # (z, y, x) offsets in cells
+    ks = max(1.1 * u, 0.6)
+    d2 = (g.zz - kc[0]) ** 2 + (g.yy - kc[1]) ** 2 + (g.xx - kc[2]) ** 2
+    rho_k = 7.0 * np.exp(-0.5 * d2 / ks**2)
+    kk = rho_k > 1e-2
+    nk = int(kk.sum())
+    return (g.pix[kk], rho_k[kk] ** 2, np.full(nk, 1.8), np.full(nk, 11.0),
+            np.full(nk, 1500.0), np.full(nk, 250.0),
+            np.tile([8.0, 6.0, 5.0, 3.0], (nk, 1)), 1)
+
+
+def _forward_shock(g: _RemnantGrid, f: dict[str, np.ndarray], em: np.ndarray) -> tuple:
+    """The forward shock: swept-up interstellar gas in a thin shell at 0.45·size."""
+    G = g.G
+    R_fs = 0.45 * G
+    rho_fs = 0.25 * np.exp(-0.5 * ((g.r - R_fs * (1 + 0.03 * f["ripple"]))
+                                   / max(0.025 * G, 0.5)) ** 2)
+    rho_fs *= np.exp(0.3 * f["clumps"])
+    fk = rho_fs**2 > 1e-4 * em.max()
+    nf = int(fk.sum())
+    return (g.pix[fk], rho_fs[fk] ** 2, np.full(nf, 2.0), np.full(nf, 10.5),
+            np.clip(4000.0 * g.zz[fk] / R_fs, -V_MAX, V_MAX), np.full(nf, 300.0),
+            np.ones((nf, 4)), 2)
+
+
+def _foreground(g: _RemnantGrid, em: np.ndarray, keep: np.ndarray) -> tuple[tuple, np.ndarray]:
+    """The faint diffuse foreground (one emitter per pixel) and the per-pixel power law."""
+    G, c = g.G, g.c
+    P = G * G
+    py, px = np.divmod(np.arange(P), G)
+    grad = 1 + 0.2 * ((px - c) - 0.5 * (py - c)) / G
+    fg = 2e-4 * grad * em[keep].sum() / P
+    part = (np.arange(P), fg, np.full(P, 0.2), np.full(P, 12.0), np.zeros(P),
+            np.full(P, 100.0), np.ones((P, 4)), 3)
+    powerlaw = 5e-4 * grad * em[keep].sum() / P
+    return part, powerlaw
+
+
+def _remnant_from_parts(G: int, parts: list[tuple], powerlaw: np.ndarray) -> Remnant:
+    """Concatenate the components' cells ``(pixel, em, kT, log_tau, v_los, sigma_v, abundance,
+    component)`` into a :class:`Remnant`."""
+    cat = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(6)]
+    return Remnant(
+        shape=(G, G),
+        pixel=cat[0].astype(np.int64),
+        em=cat[1].astype(float),
+        kT=cat[2].astype(float),
+        log_tau=cat[3].astype(float),
+        v_los=cat[4].astype(float),
+        sigma_v=cat[5].astype(float),
+        abundance=np.concatenate([p[6] for p in parts]).astype(float),
+        component=np.concatenate([np.full(len(p[0]), p[7], np.int8) for p in parts]),
+        powerlaw=powerlaw.astype(float),
+    )
+
+
 def make_remnant(size: int = 45, seed: int = REMNANT_SEED) -> Remnant:
     """Build the synthetic remnant on a ``size``³ grid of cells (one cell per fine pixel).
 
@@ -461,92 +597,13 @@ def make_remnant(size: int = 45, seed: int = REMNANT_SEED) -> Remnant:
     if G < 3:
         raise ValueError(f"size must be at least 3, got {G}")
     rng = np.random.default_rng(seed)
-    u = G / 45.0  # cells per full-size cell
-    c = (G - 1) / 2
-    ax = np.arange(G) - c
-    zz, yy, xx = np.meshgrid(ax, ax, ax, indexing="ij")  # (z, y, x)
-    r = np.sqrt(zz**2 + yy**2 + xx**2)
-    R = 0.36 * G
-    width = max(0.045 * G, 0.6)
-    pix = np.broadcast_to((np.arange(G)[:, None] * G + np.arange(G)[None, :])[None], (G, G, G))
-
-    ripple = _field(rng, (G, G, G), 0.3 * R)
-    clumps = _field(rng, (G, G, G), 1.0 * u)
-    g_fe = _field(rng, (G, G, G), 0.25 * R)
-    g_T = _field(rng, (G, G, G), 0.12 * R)
-    g_tau = _field(rng, (G, G, G), 0.12 * R)
-    g_turb = _field(rng, (G, G, G), 0.15 * R)
-    g_pec = _field(rng, (G, G, G), 2.0 * u)
-    g_bulk = _field(rng, (G, G, G), 0.3 * R)
-    scatter = rng.standard_normal((4, G, G, G))
-    dip = rng.standard_normal(3)
-    dip /= np.linalg.norm(dip)
-
-    R_loc = R * (1 + 0.07 * ripple)
-    rho = np.exp(-0.5 * ((r - R_loc) / width) ** 2) * np.exp(0.5 * clumps - 0.125)
-    rn = np.maximum(r, 1e-9)
-    rho *= 1 + 0.2 * (zz * dip[0] + yy * dip[1] + xx * dip[2]) / rn
-    em = rho**2
-    keep = em > 1e-4 * em.max()
-
-    f_fe = 1 / (1 + np.exp(-2.5 * (g_fe - 0.4)))  # ~35 % of the shell Fe-rich
-    t = ndtr((0.8 * g_T + 0.6 * (2 * f_fe - 1)) / np.hypot(0.8, 0.45))
-    kT = 0.2 * 15.0**t
-    log_tau = 8 + 3.5 * ndtr(0.6 * g_tau + 0.6 * clumps)
-    o_rich = np.array([6.0, 4.0, 3.0, 2.0])[:, None, None, None]
-    fe_rich = np.array([1.0, 1.0, 1.0, 8.0])[:, None, None, None]
-    ab = (o_rich * (1 - f_fe) + fe_rich * f_fe) * np.exp(0.1 * scatter)
-    v_exp = 6000.0
-    v_pec = 300.0 * g_turb + 1000.0 * g_pec + 1500.0 * g_bulk * f_fe
-    v_los = np.clip(v_exp * zz / R + v_pec, -V_MAX, V_MAX)
-    sig_v = np.hypot(300.0, v_exp / R / np.sqrt(12)) * np.ones_like(r)
-
-    parts = [(pix[keep], em[keep], kT[keep], log_tau[keep], v_los[keep], sig_v[keep],
-              ab[:, keep].T, 0)]
-
-    # bright compact knot in the south (negative y offset), on the shell
-    kc = np.array([0.05 * R, -0.92 * R, 0.12 * R])  # (z, y, x) offsets in cells
-    ks = max(1.1 * u, 0.6)
-    d2 = (zz - kc[0]) ** 2 + (yy - kc[1]) ** 2 + (xx - kc[2]) ** 2
-    rho_k = 7.0 * np.exp(-0.5 * d2 / ks**2)
-    kk = rho_k > 1e-2
-    nk = int(kk.sum())
-    parts.append((pix[kk], rho_k[kk] ** 2, np.full(nk, 1.8), np.full(nk, 11.0),
-                  np.full(nk, 1500.0), np.full(nk, 250.0),
-                  np.tile([8.0, 6.0, 5.0, 3.0], (nk, 1)), 1))
-
-    # forward shock: swept-up interstellar gas
-    R_fs = 0.45 * G
-    rho_fs = 0.25 * np.exp(-0.5 * ((r - R_fs * (1 + 0.03 * ripple)) / max(0.025 * G, 0.5)) ** 2)
-    rho_fs *= np.exp(0.3 * clumps)
-    fk = rho_fs**2 > 1e-4 * em.max()
-    nf = int(fk.sum())
-    parts.append((pix[fk], rho_fs[fk] ** 2, np.full(nf, 2.0), np.full(nf, 10.5),
-                  np.clip(4000.0 * zz[fk] / R_fs, -V_MAX, V_MAX), np.full(nf, 300.0),
-                  np.ones((nf, 4)), 2))
-
-    # faint diffuse foreground, one emitter per pixel
-    P = G * G
-    py, px = np.divmod(np.arange(P), G)
-    grad = 1 + 0.2 * ((px - c) - 0.5 * (py - c)) / G
-    fg = 2e-4 * grad * em[keep].sum() / P
-    parts.append((np.arange(P), fg, np.full(P, 0.2), np.full(P, 12.0), np.zeros(P),
-                  np.full(P, 100.0), np.ones((P, 4)), 3))
-    powerlaw = 5e-4 * grad * em[keep].sum() / P
-
-    cat = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(6)]
-    return Remnant(
-        shape=(G, G),
-        pixel=cat[0].astype(np.int64),
-        em=cat[1].astype(float),
-        kT=cat[2].astype(float),
-        log_tau=cat[3].astype(float),
-        v_los=cat[4].astype(float),
-        sigma_v=cat[5].astype(float),
-        abundance=np.concatenate([p[6] for p in parts]).astype(float),
-        component=np.concatenate([np.full(len(p[0]), p[7], np.int8) for p in parts]),
-        powerlaw=powerlaw.astype(float),
-    )
+    g = _remnant_grid(G)
+    f = _remnant_fields(rng, g)
+    shell, em, keep = _ejecta_shell(g, f)
+    parts = [shell, _knot(g), _forward_shock(g, f, em)]
+    foreground, powerlaw = _foreground(g, em, keep)
+    parts.append(foreground)
+    return _remnant_from_parts(G, parts, powerlaw)
 
 
 # ----------------------------------------------------------------------------- spectra
@@ -634,6 +691,90 @@ def _uniform_edges(edges: np.ndarray) -> tuple[float, float]:
     return float(edges[0]), float(d[0])
 
 
+def _continuum(remnant: Remnant, E: np.ndarray, dE: float) -> np.ndarray:
+    """Bremsstrahlung-like continuum (P, L) of every pixel: log-linear interpolation between
+    temperature nodes (one GEMM)."""
+    M, N = remnant.shape
+    P = M * N
+    kT = remnant.kT
+    nodes = np.geomspace(0.1, 5.0, 48)
+    pos = np.clip(np.interp(np.log(kT), np.log(nodes), np.arange(nodes.size)), 0,
+                  nodes.size - 1 - 1e-9)
+    k0 = pos.astype(np.int64)
+    w1 = pos - k0
+    W = (np.bincount(remnant.pixel * nodes.size + k0, remnant.em * (1 - w1),
+                     minlength=P * nodes.size)
+         + np.bincount(remnant.pixel * nodes.size + k0 + 1, remnant.em * w1,
+                       minlength=P * nodes.size)).reshape(P, nodes.size)
+    B = np.exp(-E[None, :] / nodes[:, None]) / (np.sqrt(nodes)[:, None] * E[None, :]) * dE
+    return W @ B
+
+
+def _lines_in_reach(remnant: Remnant, edges: np.ndarray, dE: float, hL: int,
+                    lines: tuple[Line, ...]) -> list[tuple[Line, np.ndarray, int]]:
+    """The lines that can reach the band: ``(line, per-cell sigma (keV), half-width in bins)``."""
+    beta_max = V_MAX / C_KMS
+    todo = []
+    for ln in lines:
+        sig = ln.energy / C_KMS * np.sqrt(
+            remnant.sigma_v**2 + remnant.kT / (_MASS[ln.element] * AMU_KEV) * C_KMS**2)
+        smax = float(sig.max())
+        reach = 5 * smax + (hL + 1) * dE
+        if (ln.energy * (1 + beta_max) + reach < edges[0]
+                or ln.energy * (1 - beta_max) - reach > edges[-1]):
+            continue
+        todo.append((ln, sig, int(np.ceil(5 * smax / dE)) + 1))
+    return todo
+
+
+def _add_line(lc: np.ndarray, remnant: Remnant, ln: Line, sig: np.ndarray, h: int, H: int,
+              L: int, Lp: int, e0: float, dE: float, kTz: np.ndarray) -> None:
+    """Add one line's profiles, integrated over the bins, to the flat padded cube ``lc``."""
+    kT = remnant.kT
+    sqkT = np.sqrt(kT)
+    ab_index = {el: i for i, el in enumerate(_ELEMENTS)}
+    g = np.exp(-0.5 * (np.log(kTz / ln.kT_peak) / ln.width) ** 2)
+    E_exc = ln.energy if ln.E_exc is None else ln.E_exc
+    w = (remnant.em * remnant.abundance[:, ab_index[ln.element]] * ln.strength * g
+         * np.exp(-E_exc / kT) / (sqkT * ln.energy))
+    mu = ln.energy * (1 - remnant.v_los / C_KMS)
+    centre = np.floor((mu - e0) / dE).astype(np.int64)
+    ok = (w > 0) & (centre >= h - H) & (centre < L + H - h - 1)
+    if not ok.any():
+        return
+    centre, mu, w, s = centre[ok], mu[ok], w[ok], sig[ok]
+    off = (e0 + centre * dE - mu) / s  # lower edge of the centre bin, in sigmas
+    j = np.arange(-h, h + 2)
+    cdf = ndtr(off[:, None] + (j * dE)[None, :] / s[:, None])
+    prob = np.diff(cdf, axis=1)
+    prob *= w[:, None]
+    base = remnant.pixel[ok] * Lp + H + centre
+    lc += np.bincount((base[:, None] + j[None, :-1]).ravel(), prob.ravel(),
+                      minlength=lc.size)
+
+
+def _line_spectra(remnant: Remnant, edges: np.ndarray, e0: float, dE: float, lsf_sigma: float,
+                  lines: tuple[Line, ...]) -> np.ndarray:
+    """Line emission (P, L) of every pixel: intrinsic (Doppler + thermal) profiles integrated
+    over the bins on a padded axis, then the line-spread function."""
+    L = edges.size - 1
+    M, N = remnant.shape
+    P = M * N
+    kTz = ionisation_temperature(remnant.kT, remnant.log_tau)
+    lsf_kernel = _lsf_kernel(lsf_sigma / dE) if lsf_sigma > 0 else np.ones(1)
+    hL = lsf_kernel.size // 2
+    todo = _lines_in_reach(remnant, edges, dE, hL, lines)
+    H = max([h for *_, h in todo], default=0) + hL + 1
+    Lp = L + 2 * H
+    lc = np.zeros(P * Lp)
+    for ln, sig, h in todo:
+        _add_line(lc, remnant, ln, sig, h, H, L, Lp, e0, dE, kTz)
+    lc = lc.reshape(P, Lp)
+    if hL:
+        lc = ndimage.correlate1d(lc, lsf_kernel, axis=1, mode="constant")
+    return lc[:, H:H + L]
+
+
 def remnant_cube(
     remnant: Remnant,
     energy_edges: np.ndarray,
@@ -676,67 +817,10 @@ def remnant_cube(
     E = 0.5 * (edges[1:] + edges[:-1])
     M, N = remnant.shape
     P = M * N
-    kT = remnant.kT
-    sqkT = np.sqrt(kT)
-    kTz = ionisation_temperature(kT, remnant.log_tau)
     cube = np.zeros((P, L))
-
-    # continuum: log-linear interpolation between temperature nodes
-    nodes = np.geomspace(0.1, 5.0, 48)
-    pos = np.clip(np.interp(np.log(kT), np.log(nodes), np.arange(nodes.size)), 0,
-                  nodes.size - 1 - 1e-9)
-    k0 = pos.astype(np.int64)
-    w1 = pos - k0
-    W = (np.bincount(remnant.pixel * nodes.size + k0, remnant.em * (1 - w1),
-                     minlength=P * nodes.size)
-         + np.bincount(remnant.pixel * nodes.size + k0 + 1, remnant.em * w1,
-                       minlength=P * nodes.size)).reshape(P, nodes.size)
-    B = np.exp(-E[None, :] / nodes[:, None]) / (np.sqrt(nodes)[:, None] * E[None, :]) * dE
-    cube += W @ B
+    cube += _continuum(remnant, E, dE)
     cube += remnant.powerlaw[:, None] * (E ** -1.4 * dE)[None, :]
-
-    # lines: intrinsic (Doppler + thermal) profiles integrated over the bins, on a padded axis
-    ab_index = {el: i for i, el in enumerate(_ELEMENTS)}
-    beta_max = V_MAX / C_KMS
-    lsf_kernel = _lsf_kernel(lsf_sigma / dE) if lsf_sigma > 0 else np.ones(1)
-    hL = lsf_kernel.size // 2
-    todo = []
-    for ln in lines:
-        sig = ln.energy / C_KMS * np.sqrt(
-            remnant.sigma_v**2 + kT / (_MASS[ln.element] * AMU_KEV) * C_KMS**2)
-        smax = float(sig.max())
-        reach = 5 * smax + (hL + 1) * dE
-        if (ln.energy * (1 + beta_max) + reach < edges[0]
-                or ln.energy * (1 - beta_max) - reach > edges[-1]):
-            continue
-        todo.append((ln, sig, int(np.ceil(5 * smax / dE)) + 1))
-    H = max([h for *_, h in todo], default=0) + hL + 1
-    Lp = L + 2 * H
-    lc = np.zeros(P * Lp)
-    for ln, sig, h in todo:
-        g = np.exp(-0.5 * (np.log(kTz / ln.kT_peak) / ln.width) ** 2)
-        E_exc = ln.energy if ln.E_exc is None else ln.E_exc
-        w = (remnant.em * remnant.abundance[:, ab_index[ln.element]] * ln.strength * g
-             * np.exp(-E_exc / kT) / (sqkT * ln.energy))
-        mu = ln.energy * (1 - remnant.v_los / C_KMS)
-        centre = np.floor((mu - e0) / dE).astype(np.int64)
-        ok = (w > 0) & (centre >= h - H) & (centre < L + H - h - 1)
-        if not ok.any():
-            continue
-        centre, mu, w, s = centre[ok], mu[ok], w[ok], sig[ok]
-        off = (e0 + centre * dE - mu) / s  # lower edge of the centre bin, in sigmas
-        j = np.arange(-h, h + 2)
-        cdf = ndtr(off[:, None] + (j * dE)[None, :] / s[:, None])
-        prob = np.diff(cdf, axis=1)
-        prob *= w[:, None]
-        base = remnant.pixel[ok] * Lp + H + centre
-        lc += np.bincount((base[:, None] + j[None, :-1]).ravel(), prob.ravel(),
-                          minlength=P * Lp)
-    lc = lc.reshape(P, Lp)
-    if hL:
-        lc = ndimage.correlate1d(lc, lsf_kernel, axis=1, mode="constant")
-    cube += lc[:, H:H + L]
-
+    cube += _line_spectra(remnant, edges, e0, dE, lsf_sigma, lines)
     cube *= absorption(E, nH)[None, :]
     return np.ascontiguousarray(cube.T).reshape(L, M, N)
 
@@ -840,6 +924,41 @@ def _response_X(s: ScenarioSpec, E: np.ndarray, edges: np.ndarray, vL: int) -> n
     return response_epic(E, edges, vL, s.response_X_std)
 
 
+def _scenario_attrs(s: ScenarioSpec, name: str, *, seed: int, scale: float, remnant_seed: int,
+                    sharp: bool, nH: float, t_Y: float, targets: tuple[float, float],
+                    expected: tuple[float, float], areas: tuple[np.ndarray, np.ndarray],
+                    psf_info: dict) -> dict:
+    """JSON-safe attrs of a simulated scenario: the scenario, its instruments and counts."""
+    (target_X, target_Y), (aX, aY) = targets, areas
+    return {
+        "title": f"xfusion simulated scenario {name}",
+        "scenario": name,
+        "description": s.description,
+        "seed": int(seed),
+        "scale": scale,
+        "remnant_seed": int(remnant_seed),
+        "sharp": bool(sharp),
+        "nH_cm2": float(nH),
+        "pixel_size_arcsec": PIXEL_SIZE,
+        "energy_band_keV": [float(s.band[0]), float(s.band[1])],
+        "exposure_X_s": EXPOSURE_X,
+        "exposure_Y_s": float(t_Y),
+        "target_counts_X": float(target_X),
+        "target_counts_Y": float(target_Y),
+        "expected_counts_X": float(expected[0]),
+        "expected_counts_Y": float(expected[1]),
+        "response_X_model": s.response_X,
+        "response_X_std_keV_at_1keV": s.response_X_std,
+        "psf_X_sigma_arcsec_in_truth": 0.0 if sharp else s.psf_X_std,
+        "lsf_Y_sigma_keV_in_truth": 0.0 if sharp else s.lsf_Y_std,
+        "areas": s.areas,
+        "area_X_cm2_mean": float(aX.mean()),
+        "area_Y_cm2_mean": float(aY.mean()),
+        **psf_info,
+        "paper_table1": json.dumps(_paper_row(s)),
+    }
+
+
 def scenario(
     name: str,
     seed: int = 0,
@@ -917,33 +1036,10 @@ def scenario(
     X = rng.poisson(X_true).astype(np.int64)
     Y = rng.poisson(Y_true).astype(np.int64)
 
-    attrs = {
-        "title": f"xfusion simulated scenario {name}",
-        "scenario": name,
-        "description": s.description,
-        "seed": int(seed),
-        "scale": scale,
-        "remnant_seed": int(remnant_seed),
-        "sharp": bool(sharp),
-        "nH_cm2": float(nH),
-        "pixel_size_arcsec": PIXEL_SIZE,
-        "energy_band_keV": [float(s.band[0]), float(s.band[1])],
-        "exposure_X_s": EXPOSURE_X,
-        "exposure_Y_s": float(t_Y),
-        "target_counts_X": float(target_X),
-        "target_counts_Y": float(target_Y),
-        "expected_counts_X": float(X_true.sum()),
-        "expected_counts_Y": float(Y_true.sum()),
-        "response_X_model": s.response_X,
-        "response_X_std_keV_at_1keV": s.response_X_std,
-        "psf_X_sigma_arcsec_in_truth": 0.0 if sharp else s.psf_X_std,
-        "lsf_Y_sigma_keV_in_truth": 0.0 if sharp else s.lsf_Y_std,
-        "areas": s.areas,
-        "area_X_cm2_mean": float(aX.mean()),
-        "area_Y_cm2_mean": float(aY.mean()),
-        **psf_info,
-        "paper_table1": json.dumps(_paper_row(s)),
-    }
+    attrs = _scenario_attrs(
+        s, name, seed=seed, scale=scale, remnant_seed=remnant_seed, sharp=sharp, nH=nH,
+        t_Y=t_Y, targets=(target_X, target_Y), expected=(X_true.sum(), Y_true.sum()),
+        areas=(aX, aY), psf_info=psf_info)
     # a nominal place on the sky (Cas A, north up), so that results carry ra/dec like real data
     from .sky import NOMINAL_CENTRE, nominal_wcs_header
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import bz2
 import gzip
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
+
+from .._atomic import atomic_path
 
 __all__ = ["FileFormatError"]
 
@@ -205,20 +206,6 @@ def check_edges(lo, hi, path: str, what: str) -> None:
         raise FileFormatError(f"{path}: {what} bins do not increase")
 
 
-def _umask() -> int:
-    """The process umask (read without changing it where ``/proc`` allows)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_atomic(hdul: fits.HDUList, path, overwrite: bool) -> str:
     """Write ``hdul`` to a temporary file in the target directory, then ``os.replace`` it.
 
@@ -226,24 +213,8 @@ def write_atomic(hdul: fits.HDUList, path, overwrite: bool) -> str:
     file it replaces, else ``0o666`` less the process umask (``0o644`` with umask ``022``).
     """
     path = fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except OSError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fits", dir=parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, overwrite, suffix=".fits") as tmp:
         hdul.writeto(tmp, overwrite=True, checksum=True)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 

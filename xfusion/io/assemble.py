@@ -200,6 +200,83 @@ def area_on_grid(arf, energy_edges: Sequence[float]) -> xr.DataArray:
                         name="area", attrs={"units": "cm2", "source": where})
 
 
+def _z_energy_edges(energy_band, n_energy: int | None, energy_bin: float | None,
+                    vL: int) -> np.ndarray:
+    """Z's energy edges (keV) from the band and either the number or the width of its bins."""
+    e0, e1 = (float(v) for v in energy_band)
+    if not e1 > e0:
+        raise ValueError(f"energy_band must be (emin, emax) with emin < emax, got {energy_band}")
+    if (n_energy is None) == (energy_bin is None):
+        raise ValueError("give exactly one of n_energy= and energy_bin=")
+    if n_energy is None:
+        L = (e1 - e0) / float(energy_bin)
+        if abs(L - round(L)) > 1e-6 * L:
+            raise ProblemError(f"energy_band {e0}–{e1} keV is not a whole number of "
+                               f"energy_bin={energy_bin} keV bins ({L:.6g})")
+        n_energy = int(round(L))
+    L = int(n_energy)
+    if L % int(vL):
+        raise ProblemError(f"n_energy={L} is not a multiple of vL={vL}")
+    return np.linspace(e0, e1, L + 1)
+
+
+def _x_response(rmf_X, arf_X, rmf_extension) -> tuple[xr.DataArray, object]:
+    """X's redistribution matrix and effective area, splitting the area off a full response."""
+    if not isinstance(rmf_X, xr.DataArray):
+        rmf_X = read_rmf(rmf_X, extension=rmf_extension)
+    if rmf_X.attrs.get("includes_area"):
+        if arf_X is not None:
+            raise FileFormatError(f"{_name(rmf_X, 'rmf_X')}: the matrix includes the effective "
+                                  f"area, and arf_X was given too (it would count twice)")
+        rmf_X, arf_X = split_rsp(rmf_X)
+    if arf_X is None:
+        raise ValueError("arf_X= is needed (or an rmf_X with the area folded in)")
+    return rmf_X, arf_X
+
+
+def _z_grid(wY, shape_Y: tuple[int, int], wcs, shape, pixel_size: float | None):
+    """Z's WCS and shape: Y's grid subdivided by ``pixel_size``, or the given ``wcs``/``shape``."""
+    m, n = shape_Y
+    if wcs is None:
+        if pixel_size is None:
+            raise ValueError("give pixel_size= (Z's pixel, arcsec) or wcs= and shape=")
+        sy, sx = pixel_scale(wY)
+        v = sx / float(pixel_size)
+        if abs(v - round(v)) > 1e-6 * v or round(v) < 1:
+            raise ProblemError(
+                f"Y's pixels are {sx:.6g} arcsec and Z's pixel_size is {pixel_size:g} arcsec: "
+                f"the ratio {v:.6g} is not an integer (try {sx / max(round(v), 1):.6g})"
+            )
+        v = int(round(v))
+        return subdivide_wcs(wY, v), (m * v, n * v)
+    wZ = as_wcs(wcs, "wcs")
+    if shape is None:
+        if wZ.pixel_shape is None:
+            raise ValueError("shape= is needed with wcs=")
+        shape = (wZ.pixel_shape[1], wZ.pixel_shape[0])
+    return wZ, tuple(int(s) for s in shape)
+
+
+def _psf_on_grid(psf_Y, step: float, E: np.ndarray, shape_Z, psf_size, psf_rotation: float,
+                 psf_pixel_size) -> tuple[np.ndarray, str]:
+    """Y's PSF on Z's pixels (read from FITS if a path), cropped to twice Z's image, and its
+    source (the file name or ``'array'``)."""
+    if isinstance(psf_Y, (str, os.PathLike)):
+        psf = psf_from_fits(psf_Y, step, energy_edges=E, size=psf_size, rotation=psf_rotation,
+                            psf_pixel_size=psf_pixel_size)
+        psf_src = os.fspath(psf_Y)
+    else:
+        psf = psf_Y
+        psf_src = "array"
+    psf_arr = np.asarray(psf.values if isinstance(psf, xr.DataArray) else psf, float)
+    if psf_arr.shape[-1] > 2 * shape_Z[1] + 1 or psf_arr.shape[-2] > 2 * shape_Z[0] + 1:
+        h = min(shape_Z)  # crop a kernel larger than twice the image (validate refuses those)
+        cy, cx = psf_arr.shape[-2] // 2, psf_arr.shape[-1] // 2
+        psf_arr = psf_arr[..., cy - h:cy + h + 1, cx - h:cx + h + 1]
+        psf_arr = psf_arr / psf_arr.sum(axis=(-2, -1), keepdims=True)
+    return psf_arr, psf_src
+
+
 def from_files(
     events_X,
     events_Y,
@@ -283,32 +360,10 @@ def from_files(
         Bad files (named in the message).
     """
     opts_X, opts_Y = dict(options_X or {}), dict(options_Y or {})
-    e0, e1 = (float(v) for v in energy_band)
-    if not e1 > e0:
-        raise ValueError(f"energy_band must be (emin, emax) with emin < emax, got {energy_band}")
-    if (n_energy is None) == (energy_bin is None):
-        raise ValueError("give exactly one of n_energy= and energy_bin=")
-    if n_energy is None:
-        L = (e1 - e0) / float(energy_bin)
-        if abs(L - round(L)) > 1e-6 * L:
-            raise ProblemError(f"energy_band {e0}–{e1} keV is not a whole number of "
-                               f"energy_bin={energy_bin} keV bins ({L:.6g})")
-        n_energy = int(round(L))
-    L = int(n_energy)
-    if L % int(vL):
-        raise ProblemError(f"n_energy={L} is not a multiple of vL={vL}")
-    E = np.linspace(e0, e1, L + 1)
+    E = _z_energy_edges(energy_band, n_energy, energy_bin, vL)
 
     # X's response first: its channel boundaries fix X's channel edges
-    if not isinstance(rmf_X, xr.DataArray):
-        rmf_X = read_rmf(rmf_X, extension=rmf_extension)
-    if rmf_X.attrs.get("includes_area"):
-        if arf_X is not None:
-            raise FileFormatError(f"{_name(rmf_X, 'rmf_X')}: the matrix includes the effective "
-                                  f"area, and arf_X was given too (it would count twice)")
-        rmf_X, arf_X = split_rsp(rmf_X)
-    if arf_X is None:
-        raise ValueError("arf_X= is needed (or an rmf_X with the area folded in)")
+    rmf_X, arf_X = _x_response(rmf_X, arf_X, rmf_extension)
     if arf_Y is None or psf_Y is None:
         raise ValueError("arf_Y= and psf_Y= are needed")
     C = E[:: int(vL)]
@@ -317,26 +372,7 @@ def from_files(
     Yc = read_events(events_Y, instrument_Y, energy_edges=E, **opts_Y)
     wY = as_wcs(Yc.attrs["wcs"], "Y's grid")
     m, n = Yc.sizes["y"], Yc.sizes["x"]
-    if wcs is None:
-        if pixel_size is None:
-            raise ValueError("give pixel_size= (Z's pixel, arcsec) or wcs= and shape=")
-        sy, sx = pixel_scale(wY)
-        v = sx / float(pixel_size)
-        if abs(v - round(v)) > 1e-6 * v or round(v) < 1:
-            raise ProblemError(
-                f"Y's pixels are {sx:.6g} arcsec and Z's pixel_size is {pixel_size:g} arcsec: "
-                f"the ratio {v:.6g} is not an integer (try {sx / max(round(v), 1):.6g})"
-            )
-        v = int(round(v))
-        wZ = subdivide_wcs(wY, v)
-        shape_Z = (m * v, n * v)
-    else:
-        wZ = as_wcs(wcs, "wcs")
-        if shape is None:
-            if wZ.pixel_shape is None:
-                raise ValueError("shape= is needed with wcs=")
-            shape = (wZ.pixel_shape[1], wZ.pixel_shape[0])
-        shape_Z = tuple(int(s) for s in shape)
+    wZ, shape_Z = _z_grid(wY, (m, n), wcs, shape, pixel_size)
     vM, vN = check_alignment(wZ, shape_Z, wY, (m, n))
     wZ.pixel_shape = (shape_Z[1], shape_Z[0])
 
@@ -346,19 +382,8 @@ def from_files(
     R = response_from_rmf(rmf_X, E, C)
     aX = area_on_grid(arf_X, E)
     aY = area_on_grid(arf_Y, E)
-    if isinstance(psf_Y, (str, os.PathLike)):
-        psf = psf_from_fits(psf_Y, step, energy_edges=E, size=psf_size, rotation=psf_rotation,
-                            psf_pixel_size=psf_pixel_size)
-        psf_src = os.fspath(psf_Y)
-    else:
-        psf = psf_Y
-        psf_src = "array"
-    psf_arr = np.asarray(psf.values if isinstance(psf, xr.DataArray) else psf, float)
-    if psf_arr.shape[-1] > 2 * shape_Z[1] + 1 or psf_arr.shape[-2] > 2 * shape_Z[0] + 1:
-        h = min(shape_Z)  # crop a kernel larger than twice the image (validate refuses those)
-        cy, cx = psf_arr.shape[-2] // 2, psf_arr.shape[-1] // 2
-        psf_arr = psf_arr[..., cy - h:cy + h + 1, cx - h:cx + h + 1]
-        psf_arr = psf_arr / psf_arr.sum(axis=(-2, -1), keepdims=True)
+    psf_arr, psf_src = _psf_on_grid(psf_Y, step, E, shape_Z, psf_size, psf_rotation,
+                                    psf_pixel_size)
 
     attrs = {
         "events_X": Xc.attrs["filename"], "events_Y": Yc.attrs["filename"],

@@ -270,6 +270,182 @@ def _bin(iy: np.ndarray, ix: np.ndarray, ie: np.ndarray, shape3) -> np.ndarray:
     return np.bincount(flat, minlength=L * ny * nx).reshape(L, ny, nx)
 
 
+def _events_meta(path: str, hdu, prim, instrument: str | None,
+                 exposure: float | None) -> tuple[str, int, dict]:
+    """Layout, number of events and the cube's starting attrs of an events table.
+
+    Refuses an unknown ``instrument`` and an empty event list; reads the exposure.
+    """
+    h = hdu.header
+    layout = (instrument or detect_instrument(h if "INSTRUME" in h else prim)).lower()
+    if layout not in ("epic", "resolve", "generic"):
+        raise ValueError(f"instrument must be 'epic', 'resolve', 'generic' or None, "
+                         f"got {instrument!r}")
+    n_all = 0 if hdu.data is None else len(hdu.data)
+    if n_all == 0:
+        raise FileFormatError(f"{path}: the event list {hdu.name!r} is empty (no events)")
+    t_exp, exp_key = _exposure(path, ((hdu.name, h), ("primary", prim)), exposure)
+    meta = {
+        "telescope": str(h.get("TELESCOP", prim.get("TELESCOP", ""))),
+        "instrument": str(h.get("INSTRUME", prim.get("INSTRUME", ""))),
+        "filename": path, "layout": layout, "exposure": t_exp, "exposure_keyword": exp_key,
+        "n_events": int(n_all),
+    }
+    return layout, n_all, meta
+
+
+def _valid_events(hdu, path: str, layout: str, energy: np.ndarray, ecol: str, x_col: str,
+                  y_col: str, n_all: int, meta: dict) -> tuple[np.ndarray, list]:
+    """Mask of the events with valid positions and energies, and the first selection cut.
+
+    Sets ``meta['n_invalid']`` and warns (at :func:`read_events`' caller) when events are left
+    out.
+    """
+    sky_cols = {"epic": ("X", "Y"), "generic": (x_col, y_col), "resolve": ()}[layout]
+    checked = [(c, True) for c in sky_cols] + [(ecol, False)]
+    if layout == "resolve":
+        checked.insert(0, ("PIXEL", False))
+    bad = np.zeros(n_all, bool)
+    reasons = []
+    for col, is_sky in checked:
+        for why, m in _invalid(hdu, col, column(hdu, col, path), is_sky):
+            reasons.append(f"{int(m.sum())} with {col} {why}")
+            bad |= m
+    bad |= ~np.isfinite(energy)
+    keep = ~bad
+    cuts = [(f"valid {', '.join(c for c, _ in checked)}", int(keep.sum()))]
+    meta["n_invalid"] = int(bad.sum())
+    if bad.any():
+        warnings.warn(f"{path}: {int(bad.sum())} of {n_all} events left out for invalid "
+                      f"values ({'; '.join(reasons)})", UserWarning, stacklevel=3)
+    return keep, cuts
+
+
+def _epic_cuts(hdu, path: str, meta: dict, keep: np.ndarray, cuts: list, pattern_max,
+               flag_mask) -> None:
+    """Apply the EPIC ``PATTERN`` and ``FLAG`` selections to ``keep`` in place, noting the cuts."""
+    ins = meta["instrument"].upper()
+    if pattern_max == "default":
+        pattern_max = 4 if ins.startswith("EPN") else 12
+    if pattern_max is not None:
+        keep &= np.asarray(column(hdu, "PATTERN", path)) <= int(pattern_max)
+        cuts.append((f"PATTERN<={pattern_max}", int(keep.sum())))
+    if flag_mask is not None:
+        flag = np.asarray(column(hdu, "FLAG", path)).astype(np.int64)
+        keep &= (flag & int(flag_mask)) == 0 if flag_mask != FLAG_ALL else flag == 0
+        cuts.append(("FLAG==0" if flag_mask == FLAG_ALL else f"FLAG&{flag_mask:#x}==0",
+                     int(keep.sum())))
+
+
+def _resolve_cuts(hdu, path: str, keep: np.ndarray, cuts: list, itype,
+                  exclude_pixels) -> np.ndarray:
+    """Apply the Resolve ``ITYPE`` and excluded-pixel selections to ``keep`` in place.
+
+    Returns the ``PIXEL`` column (0 where the event was already left out).
+    """
+    pix = np.where(keep, np.asarray(column(hdu, "PIXEL", path)), 0).astype(int)
+    if itype is not None:
+        keep &= np.isin(np.asarray(column(hdu, "ITYPE", path)).astype(int), list(itype))
+        cuts.append((f"ITYPE in {tuple(itype)}", int(keep.sum())))
+    if len(exclude_pixels):
+        keep &= ~np.isin(pix, list(exclude_pixels))
+        cuts.append((f"PIXEL not in {tuple(exclude_pixels)}", int(keep.sum())))
+    return pix
+
+
+def _energy_cut(path: str, edges: np.ndarray, energy: np.ndarray, keep: np.ndarray,
+                cuts: list, n_all: int, meta: dict) -> np.ndarray:
+    """Energy bin of each event; drops (in ``keep``) those outside the edges.
+
+    Refuses a selection that leaves no event (the message gives the count after each cut) and
+    records the selection in ``meta``.
+    """
+    ie = np.searchsorted(edges, np.where(keep, energy, -np.inf), side="right") - 1
+    keep &= (ie >= 0) & (ie < edges.size - 1)
+    cuts.append((f"{edges[0]:g} <= E < {edges[-1]:g} keV", int(keep.sum())))
+    if not keep.any():
+        raise FileFormatError(
+            f"{path}: no events left after selection ("
+            + ", ".join(f"{c}: {n}" for c, n in cuts) + f", of {n_all})"
+        )
+    meta["selection"] = "; ".join(c for c, _ in cuts[1:])  # cuts[0]: valid values
+    meta["n_selected"] = int(keep.sum())
+    return ie
+
+
+def _sky_columns(hdu, path: str, layout: str, keep: np.ndarray, x_col: str, y_col: str,
+                 event_wcs) -> tuple[np.ndarray, np.ndarray, WCS]:
+    """Sky-coordinate column values of the kept EPIC / generic events and their WCS."""
+    xs = np.asarray(column(hdu, x_col if layout == "generic" else "X", path), float)[keep]
+    ys = np.asarray(column(hdu, y_col if layout == "generic" else "Y", path), float)[keep]
+    ew = (as_wcs(event_wcs, "event_wcs") if event_wcs is not None else
+          _column_wcs(hdu, x_col if layout == "generic" else "X",
+                      y_col if layout == "generic" else "Y", path))
+    return xs, ys, ew
+
+
+def _default_shape(path: str, c, pixel_size: float, lon: np.ndarray, lat: np.ndarray,
+                   ie: np.ndarray, edges: np.ndarray, meta: dict):
+    """The default grid's shape about ``c``, leaving out events far outside the field.
+
+    Returns ``(shape, lon, lat, ie)`` of the events kept; sets ``meta['n_outside_field']``, warns
+    (at :func:`read_events`' caller) when events are left out and refuses a grid above
+    :data:`MAX_AUTO_VOXELS`.
+    """
+    probe = make_wcs(c, pixel_size, (1, 1))
+    px, py = probe.wcs_world2pix(lon, lat, 0)
+    r = np.maximum(np.abs(px), np.abs(py))
+    far = _outside_field(r)
+    meta["n_outside_field"] = int(far.sum())
+    if far.all():
+        raise FileFormatError(f"{path}: none of the {r.size} selected events can be "
+                              f"placed on a grid centred on {tuple(c)}; pass centre= "
+                              f"or wcs=")
+    if far.any():
+        with np.errstate(invalid="ignore"):
+            lim = float(r[~far].max())
+            r_far = np.where(np.isfinite(r), r, np.inf)[far].max() * pixel_size
+        warnings.warn(
+            f"{path}: {int(far.sum())} of {r.size} selected events lie far outside the "
+            f"field (the other events lie within {lim * pixel_size / 60:.3g}′ of the image "
+            f"centre, these out to {r_far / 3600:.3g}°) and are left out of the default "
+            f"grid; pass shape= or wcs= to bin them", UserWarning, stacklevel=3)
+        lon, lat, ie, r = lon[~far], lat[~far], ie[~far], r[~far]
+    half = int(np.ceil(r.max() + 0.5))
+    shape = (2 * half + 1, 2 * half + 1)
+    voxels = (edges.size - 1) * shape[0] * shape[1]
+    if voxels > MAX_AUTO_VOXELS:
+        raise FileFormatError(
+            f"{path}: the default grid ({shape[0]}×{shape[1]} pixels of {pixel_size:g}″ "
+            f"× {edges.size - 1} energies, {voxels * 8 / 2**30:.3g} GiB) exceeds "
+            f"MAX_AUTO_VOXELS = {MAX_AUTO_VOXELS}; pass shape= or wcs= for an explicit "
+            f"grid, or a larger pixel_size")
+    return shape, lon, lat, ie
+
+
+def _bin_sky(path: str, tw: WCS, shape, lon: np.ndarray, lat: np.ndarray, ie: np.ndarray,
+             edges: np.ndarray, meta: dict) -> xr.DataArray:
+    """Bin events at ``(lon, lat)`` with energy bins ``ie`` on the image grid ``tw``.
+
+    Refuses a grid that no event falls in; warns (at :func:`read_events`' caller) for
+    non-square pixels.
+    """
+    ny, nx = (int(s) for s in shape)
+    px, py = tw.wcs_world2pix(lon, lat, 0)
+    ix, iy = np.floor(px + 0.5).astype(np.int64), np.floor(py + 0.5).astype(np.int64)
+    inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    meta["n_binned"] = int(inside.sum())
+    if not inside.any():
+        raise FileFormatError(f"{path}: none of the {meta['n_selected']} selected events falls "
+                              f"in the {ny}×{nx} image (check centre/wcs)")
+    counts = _bin(iy[inside], ix[inside], ie[inside], (edges.size - 1, ny, nx))
+    sy, sx = pixel_scale(tw)
+    if abs(sy - sx) > 1e-6 * sx:
+        warnings.warn(f"{path}: non-square pixels ({sy:g}″ × {sx:g}″); y/x offsets use x's",
+                      UserWarning, stacklevel=3)
+    return _cube(counts, edges, tw, (ny, nx), sx, meta, "counts")
+
+
 def read_events(
     path,
     instrument: str | None = None,
@@ -382,78 +558,20 @@ def read_events(
         hdu = get_table(hdul, path, (extension,), f"{extension} (event list)")
         h = hdu.header
         prim = hdul[0].header
-        layout = (instrument or detect_instrument(h if "INSTRUME" in h else prim)).lower()
-        if layout not in ("epic", "resolve", "generic"):
-            raise ValueError(f"instrument must be 'epic', 'resolve', 'generic' or None, "
-                             f"got {instrument!r}")
-        n_all = 0 if hdu.data is None else len(hdu.data)
-        if n_all == 0:
-            raise FileFormatError(f"{path}: the event list {hdu.name!r} is empty (no events)")
-        t_exp, exp_key = _exposure(path, ((hdu.name, h), ("primary", prim)), exposure)
-        meta = {
-            "telescope": str(h.get("TELESCOP", prim.get("TELESCOP", ""))),
-            "instrument": str(h.get("INSTRUME", prim.get("INSTRUME", ""))),
-            "filename": path, "layout": layout, "exposure": t_exp, "exposure_keyword": exp_key,
-            "n_events": int(n_all),
-        }
+        layout, n_all, meta = _events_meta(path, hdu, prim, instrument, exposure)
         ecol = "PI" if layout in ("epic", "resolve") else energy_col
         energy = _energy_keV(hdu, ecol, path, layout, energy_unit)
-        sky_cols = {"epic": ("X", "Y"), "generic": (x_col, y_col), "resolve": ()}[layout]
-        checked = [(c, True) for c in sky_cols] + [(ecol, False)]
-        if layout == "resolve":
-            checked.insert(0, ("PIXEL", False))
-        bad = np.zeros(n_all, bool)
-        reasons = []
-        for col, is_sky in checked:
-            for why, m in _invalid(hdu, col, column(hdu, col, path), is_sky):
-                reasons.append(f"{int(m.sum())} with {col} {why}")
-                bad |= m
-        bad |= ~np.isfinite(energy)
-        keep = ~bad
-        cuts = [(f"valid {', '.join(c for c, _ in checked)}", int(keep.sum()))]
-        meta["n_invalid"] = int(bad.sum())
-        if bad.any():
-            warnings.warn(f"{path}: {int(bad.sum())} of {n_all} events left out for invalid "
-                          f"values ({'; '.join(reasons)})", UserWarning, stacklevel=2)
+        keep, cuts = _valid_events(hdu, path, layout, energy, ecol, x_col, y_col, n_all, meta)
         if layout == "epic":
-            ins = meta["instrument"].upper()
-            if pattern_max == "default":
-                pattern_max = 4 if ins.startswith("EPN") else 12
-            if pattern_max is not None:
-                keep &= np.asarray(column(hdu, "PATTERN", path)) <= int(pattern_max)
-                cuts.append((f"PATTERN<={pattern_max}", int(keep.sum())))
-            if flag_mask is not None:
-                flag = np.asarray(column(hdu, "FLAG", path)).astype(np.int64)
-                keep &= (flag & int(flag_mask)) == 0 if flag_mask != FLAG_ALL else flag == 0
-                cuts.append(("FLAG==0" if flag_mask == FLAG_ALL else f"FLAG&{flag_mask:#x}==0",
-                             int(keep.sum())))
+            _epic_cuts(hdu, path, meta, keep, cuts, pattern_max, flag_mask)
         if layout == "resolve":
-            pix = np.where(keep, np.asarray(column(hdu, "PIXEL", path)), 0).astype(int)
-            if itype is not None:
-                keep &= np.isin(np.asarray(column(hdu, "ITYPE", path)).astype(int), list(itype))
-                cuts.append((f"ITYPE in {tuple(itype)}", int(keep.sum())))
-            if len(exclude_pixels):
-                keep &= ~np.isin(pix, list(exclude_pixels))
-                cuts.append((f"PIXEL not in {tuple(exclude_pixels)}", int(keep.sum())))
-        ie = np.searchsorted(edges, np.where(keep, energy, -np.inf), side="right") - 1
-        keep &= (ie >= 0) & (ie < edges.size - 1)
-        cuts.append((f"{edges[0]:g} <= E < {edges[-1]:g} keV", int(keep.sum())))
-        if not keep.any():
-            raise FileFormatError(
-                f"{path}: no events left after selection ("
-                + ", ".join(f"{c}: {n}" for c, n in cuts) + f", of {n_all})"
-            )
-        meta["selection"] = "; ".join(c for c, _ in cuts[1:])  # cuts[0]: valid values
-        meta["n_selected"] = int(keep.sum())
+            pix = _resolve_cuts(hdu, path, keep, cuts, itype, exclude_pixels)
+        ie = _energy_cut(path, edges, energy, keep, cuts, n_all, meta)
 
         if layout == "resolve":
             return _resolve_cube(path, h, prim, pix[keep], ie[keep], edges, meta, wcs,
                                  pixel_size, pixel_map, exclude_pixels)
-        xs = np.asarray(column(hdu, x_col if layout == "generic" else "X", path), float)[keep]
-        ys = np.asarray(column(hdu, y_col if layout == "generic" else "Y", path), float)[keep]
-        ew = (as_wcs(event_wcs, "event_wcs") if event_wcs is not None else
-              _column_wcs(hdu, x_col if layout == "generic" else "X",
-                          y_col if layout == "generic" else "Y", path))
+        xs, ys, ew = _sky_columns(hdu, path, layout, keep, x_col, y_col, event_wcs)
     ie = ie[keep]
     lon, lat = ew.wcs_pix2world(xs, ys, 1)
     if wcs is not None:
@@ -467,49 +585,9 @@ def read_events(
             raise ValueError("pixel_size= (arcsec) or wcs= is needed to bin EPIC/generic events")
         c = centre if centre is not None else tuple(ew.wcs.crval)
         if shape is None:
-            probe = make_wcs(c, pixel_size, (1, 1))
-            px, py = probe.wcs_world2pix(lon, lat, 0)
-            r = np.maximum(np.abs(px), np.abs(py))
-            far = _outside_field(r)
-            meta["n_outside_field"] = int(far.sum())
-            if far.all():
-                raise FileFormatError(f"{path}: none of the {r.size} selected events can be "
-                                      f"placed on a grid centred on {tuple(c)}; pass centre= "
-                                      f"or wcs=")
-            if far.any():
-                with np.errstate(invalid="ignore"):
-                    lim = float(r[~far].max())
-                    r_far = np.where(np.isfinite(r), r, np.inf)[far].max() * pixel_size
-                warnings.warn(
-                    f"{path}: {int(far.sum())} of {r.size} selected events lie far outside the "
-                    f"field (the other events lie within {lim * pixel_size / 60:.3g}′ of the image "
-                    f"centre, these out to {r_far / 3600:.3g}°) and are left out of the default "
-                    f"grid; pass shape= or wcs= to bin them", UserWarning, stacklevel=2)
-                lon, lat, ie, r = lon[~far], lat[~far], ie[~far], r[~far]
-            half = int(np.ceil(r.max() + 0.5))
-            shape = (2 * half + 1, 2 * half + 1)
-            voxels = (edges.size - 1) * shape[0] * shape[1]
-            if voxels > MAX_AUTO_VOXELS:
-                raise FileFormatError(
-                    f"{path}: the default grid ({shape[0]}×{shape[1]} pixels of {pixel_size:g}″ "
-                    f"× {edges.size - 1} energies, {voxels * 8 / 2**30:.3g} GiB) exceeds "
-                    f"MAX_AUTO_VOXELS = {MAX_AUTO_VOXELS}; pass shape= or wcs= for an explicit "
-                    f"grid, or a larger pixel_size")
+            shape, lon, lat, ie = _default_shape(path, c, pixel_size, lon, lat, ie, edges, meta)
         tw = make_wcs(c, pixel_size, shape)
-    ny, nx = (int(s) for s in shape)
-    px, py = tw.wcs_world2pix(lon, lat, 0)
-    ix, iy = np.floor(px + 0.5).astype(np.int64), np.floor(py + 0.5).astype(np.int64)
-    inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
-    meta["n_binned"] = int(inside.sum())
-    if not inside.any():
-        raise FileFormatError(f"{path}: none of the {meta['n_selected']} selected events falls "
-                              f"in the {ny}×{nx} image (check centre/wcs)")
-    counts = _bin(iy[inside], ix[inside], ie[inside], (edges.size - 1, ny, nx))
-    sy, sx = pixel_scale(tw)
-    if abs(sy - sx) > 1e-6 * sx:
-        warnings.warn(f"{path}: non-square pixels ({sy:g}″ × {sx:g}″); y/x offsets use x's",
-                      UserWarning, stacklevel=2)
-    return _cube(counts, edges, tw, (ny, nx), sx, meta, "counts")
+    return _bin_sky(path, tw, shape, lon, lat, ie, edges, meta)
 
 
 def _pixel_positions(pixel_map) -> dict[int, tuple[int, int]]:
@@ -578,6 +656,135 @@ def _ints(a, dtype, name: str) -> np.ndarray:
             raise ValueError(f"{name} has values {lo}..{hi}, outside the {np.dtype(dtype).name} "
                              f"range {info.min}..{info.max} of its column")
     return a.astype(dtype)
+
+
+def _per_event(v, default, dtype, name: str, n: int) -> np.ndarray:
+    """An optional per-event column: ``default`` everywhere when ``v`` is None, else ``v`` checked
+    to be of length ``n`` and converted to ``dtype`` (integers through :func:`_ints`)."""
+    if v is None:
+        return np.full(n, default, dtype)
+    a = np.asarray(v)
+    if a.shape != (n,):
+        raise ValueError(f"{name} has shape {a.shape}; expected ({n},) like energy")
+    if np.dtype(dtype).kind == "f":
+        return a.astype(dtype)
+    return _ints(a, dtype, name)
+
+
+def _event_energies(energy) -> tuple[np.ndarray, int]:
+    """Photon energies (keV) as a finite 1-D float array, and their number."""
+    if energy is None:
+        raise ValueError("energy= (keV) is required")
+    energy = np.asarray(energy, float)
+    if energy.ndim != 1:
+        raise ValueError(f"energy must be 1-D, got shape {energy.shape}")
+    n = energy.size
+    if not np.isfinite(energy).all():
+        raise ValueError(f"energy has {int((~np.isfinite(energy)).sum())} NaN or infinite "
+                         f"values")
+    return energy, n
+
+
+def _epic_sky(ra, dec, n: int, pointing) -> tuple[WCS, np.ndarray, np.ndarray]:
+    """EPIC sky-coordinate WCS about ``pointing`` and the ``X``, ``Y`` values of ``ra``, ``dec``."""
+    if ra is None or dec is None:
+        raise ValueError("EPIC events need ra= and dec= (deg)")
+    ra, dec = np.asarray(ra, float), np.asarray(dec, float)
+    if ra.shape != (n,) or dec.shape != (n,):
+        raise ValueError(f"ra, dec have shapes {ra.shape}, {dec.shape}; expected ({n},) like "
+                         f"energy")
+    if not (np.isfinite(ra).all() and np.isfinite(dec).all()):
+        raise ValueError("ra, dec have NaN or infinite values")
+    if pointing is None:
+        pointing = (float(np.mean(ra)), float(np.mean(dec))) if n else (0.0, 0.0)
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crpix = [EPIC_REF_PIXEL, EPIC_REF_PIXEL]
+    w.wcs.crval = [float(pointing[0]), float(pointing[1])]
+    w.wcs.cdelt = [-EPIC_SKY_PIXEL / 3600, EPIC_SKY_PIXEL / 3600]
+    x, y = w.wcs_world2pix(ra, dec, 1)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("some ra, dec cannot be projected about the pointing (more than "
+                         "90° away)")
+    return w, x, y
+
+
+def _epic_columns(energy: np.ndarray, n: int, ra, dec, time, pattern, flag, pointing,
+                  detector: str | None) -> tuple[list[fits.Column], dict]:
+    """Columns and header keywords of an EPIC events table."""
+    w, x, y = _epic_sky(ra, dec, n, pointing)
+    pi = np.floor(energy * 1000)
+    pi_type = np.int16 if n == 0 or np.abs(pi).max() <= np.iinfo(np.int16).max else np.int32
+    cols = [
+        fits.Column("TIME", "D", unit="s", array=_per_event(time, 0.0, float, "time", n)),
+        fits.Column("X", "J", array=_ints(np.round(x), np.int32, "X (from ra)")),
+        fits.Column("Y", "J", array=_ints(np.round(y), np.int32, "Y (from dec)")),
+        fits.Column("PI", "I" if pi_type == np.int16 else "J", unit="eV",
+                    array=_ints(pi, pi_type, "PI (from energy)")),
+        fits.Column("PATTERN", "B", array=_per_event(pattern, 0, np.uint8, "pattern", n)),
+        fits.Column("FLAG", "J", array=_per_event(flag, 0, np.int32, "flag", n)),
+    ]
+    hdr: dict = {}
+    for i, c in ((2, "X"), (3, "Y")):
+        ref = "REFX" if c == "X" else "REFY"
+        k = 0 if c == "X" else 1
+        vals = {"CTYP": w.wcs.ctype[k], "CRPX": EPIC_REF_PIXEL, "CRVL": w.wcs.crval[k],
+                "CDLT": w.wcs.cdelt[k]}
+        for name, v in vals.items():
+            hdr[f"T{name}{i}"] = v
+            hdr[f"{ref}{name}"] = v
+    hdr.update({"TELESCOP": "XMM", "INSTRUME": detector or "EPN", "RADECSYS": "ICRS"})
+    return cols, hdr
+
+
+def _resolve_columns(energy: np.ndarray, n: int, pixel, time, itype, pointing, roll: float,
+                     detector: str | None) -> tuple[list[fits.Column], dict]:
+    """Columns and header keywords of a Resolve events table."""
+    if pixel is None:
+        raise ValueError("Resolve events need pixel= (0-35)")
+    if pointing is None:
+        raise ValueError("Resolve events need pointing=(ra, dec) for RA_NOM/DEC_NOM")
+    cols = [
+        fits.Column("TIME", "D", unit="s", array=_per_event(time, 0.0, float, "time", n)),
+        fits.Column("PIXEL", "B", array=_per_event(pixel, 0, np.uint8, "pixel", n)),
+        fits.Column("PI", "J", unit="chan",
+                    array=_ints(np.floor(energy / RESOLVE_CHANNEL_WIDTH), np.int32,
+                                "PI (from energy)")),
+        fits.Column("ITYPE", "B", array=_per_event(itype, 0, np.uint8, "itype", n)),
+    ]
+    hdr = {"TELESCOP": "XRISM", "INSTRUME": detector or "RESOLVE",
+           "RA_NOM": float(pointing[0]), "DEC_NOM": float(pointing[1]),
+           "PA_NOM": float(roll)}
+    return cols, hdr
+
+
+def _extra_columns(columns: Mapping[str, np.ndarray] | None) -> list[fits.Column]:
+    """FITS columns for the ``columns=`` mapping (floats, integers and booleans)."""
+    cols = []
+    for name, values in (columns or {}).items():
+        values = np.asarray(values)
+        fmt = {"f": "D", "i": "K", "u": "K", "b": "L"}.get(values.dtype.kind)
+        if fmt is None:
+            raise ValueError(f"column {name!r}: unsupported dtype {values.dtype}")
+        cols.append(fits.Column(name, fmt, array=values))
+    return cols
+
+
+def _events_hdulist(cols: list[fits.Column], hdr: dict, exposure: float,
+                    header: Mapping | None) -> fits.HDUList:
+    """Primary HDU and ``EVENTS`` table with the exposure, layout and user keywords."""
+    hdu = fits.BinTableHDU.from_columns(cols, name="EVENTS")
+    hdr.update({"EXPOSURE": float(exposure), "LIVETIME": float(exposure),
+                "ONTIME": float(exposure), "HDUCLASS": "OGIP", "HDUCLAS1": "EVENTS"})
+    hdr.update(dict(header or {}))
+    for k, v in hdr.items():
+        hdu.header[k] = v
+    prim = fits.PrimaryHDU()
+    for k in ("TELESCOP", "INSTRUME"):
+        if k in hdr:
+            prim.header[k] = hdr[k]
+    prim.header["CREATOR"] = "xfusion.io"
+    return fits.HDUList([prim, hdu])
 
 
 def write_events(
@@ -650,103 +857,16 @@ def write_events(
     cols: list[fits.Column] = []
     hdr: dict = {}
     n = None
-
-    def arr(v, default, dtype, name):
-        if v is None:
-            return np.full(n, default, dtype)
-        a = np.asarray(v)
-        if a.shape != (n,):
-            raise ValueError(f"{name} has shape {a.shape}; expected ({n},) like energy")
-        if np.dtype(dtype).kind == "f":
-            return a.astype(dtype)
-        return _ints(a, dtype, name)
-
     if instrument in ("epic", "resolve"):
-        if energy is None:
-            raise ValueError("energy= (keV) is required")
-        energy = np.asarray(energy, float)
-        if energy.ndim != 1:
-            raise ValueError(f"energy must be 1-D, got shape {energy.shape}")
-        n = energy.size
-        if not np.isfinite(energy).all():
-            raise ValueError(f"energy has {int((~np.isfinite(energy)).sum())} NaN or infinite "
-                             f"values")
+        energy, n = _event_energies(energy)
     if instrument == "epic":
-        if ra is None or dec is None:
-            raise ValueError("EPIC events need ra= and dec= (deg)")
-        ra, dec = np.asarray(ra, float), np.asarray(dec, float)
-        if ra.shape != (n,) or dec.shape != (n,):
-            raise ValueError(f"ra, dec have shapes {ra.shape}, {dec.shape}; expected ({n},) like "
-                             f"energy")
-        if not (np.isfinite(ra).all() and np.isfinite(dec).all()):
-            raise ValueError("ra, dec have NaN or infinite values")
-        if pointing is None:
-            pointing = (float(np.mean(ra)), float(np.mean(dec))) if n else (0.0, 0.0)
-        w = WCS(naxis=2)
-        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-        w.wcs.crpix = [EPIC_REF_PIXEL, EPIC_REF_PIXEL]
-        w.wcs.crval = [float(pointing[0]), float(pointing[1])]
-        w.wcs.cdelt = [-EPIC_SKY_PIXEL / 3600, EPIC_SKY_PIXEL / 3600]
-        x, y = w.wcs_world2pix(ra, dec, 1)
-        if not (np.isfinite(x).all() and np.isfinite(y).all()):
-            raise ValueError("some ra, dec cannot be projected about the pointing (more than "
-                             "90° away)")
-        pi = np.floor(energy * 1000)
-        pi_type = np.int16 if n == 0 or np.abs(pi).max() <= np.iinfo(np.int16).max else np.int32
-        cols = [
-            fits.Column("TIME", "D", unit="s", array=arr(time, 0.0, float, "time")),
-            fits.Column("X", "J", array=_ints(np.round(x), np.int32, "X (from ra)")),
-            fits.Column("Y", "J", array=_ints(np.round(y), np.int32, "Y (from dec)")),
-            fits.Column("PI", "I" if pi_type == np.int16 else "J", unit="eV",
-                        array=_ints(pi, pi_type, "PI (from energy)")),
-            fits.Column("PATTERN", "B", array=arr(pattern, 0, np.uint8, "pattern")),
-            fits.Column("FLAG", "J", array=arr(flag, 0, np.int32, "flag")),
-        ]
-        for i, c in ((2, "X"), (3, "Y")):
-            ref = "REFX" if c == "X" else "REFY"
-            k = 0 if c == "X" else 1
-            vals = {"CTYP": w.wcs.ctype[k], "CRPX": EPIC_REF_PIXEL, "CRVL": w.wcs.crval[k],
-                    "CDLT": w.wcs.cdelt[k]}
-            for name, v in vals.items():
-                hdr[f"T{name}{i}"] = v
-                hdr[f"{ref}{name}"] = v
-        hdr.update({"TELESCOP": "XMM", "INSTRUME": detector or "EPN", "RADECSYS": "ICRS"})
+        cols, hdr = _epic_columns(energy, n, ra, dec, time, pattern, flag, pointing, detector)
     elif instrument == "resolve":
-        if pixel is None:
-            raise ValueError("Resolve events need pixel= (0-35)")
-        if pointing is None:
-            raise ValueError("Resolve events need pointing=(ra, dec) for RA_NOM/DEC_NOM")
-        cols = [
-            fits.Column("TIME", "D", unit="s", array=arr(time, 0.0, float, "time")),
-            fits.Column("PIXEL", "B", array=arr(pixel, 0, np.uint8, "pixel")),
-            fits.Column("PI", "J", unit="chan",
-                        array=_ints(np.floor(energy / RESOLVE_CHANNEL_WIDTH), np.int32,
-                                    "PI (from energy)")),
-            fits.Column("ITYPE", "B", array=arr(itype, 0, np.uint8, "itype")),
-        ]
-        hdr.update({"TELESCOP": "XRISM", "INSTRUME": detector or "RESOLVE",
-                    "RA_NOM": float(pointing[0]), "DEC_NOM": float(pointing[1]),
-                    "PA_NOM": float(roll)})
+        cols, hdr = _resolve_columns(energy, n, pixel, time, itype, pointing, roll, detector)
     elif instrument == "generic":
         if not columns:
             raise ValueError("generic events need columns={name: array}")
     else:
         raise ValueError(f"instrument must be 'epic', 'resolve' or 'generic', got {instrument!r}")
-    for name, values in (columns or {}).items():
-        values = np.asarray(values)
-        fmt = {"f": "D", "i": "K", "u": "K", "b": "L"}.get(values.dtype.kind)
-        if fmt is None:
-            raise ValueError(f"column {name!r}: unsupported dtype {values.dtype}")
-        cols.append(fits.Column(name, fmt, array=values))
-    hdu = fits.BinTableHDU.from_columns(cols, name="EVENTS")
-    hdr.update({"EXPOSURE": float(exposure), "LIVETIME": float(exposure),
-                "ONTIME": float(exposure), "HDUCLASS": "OGIP", "HDUCLAS1": "EVENTS"})
-    hdr.update(dict(header or {}))
-    for k, v in hdr.items():
-        hdu.header[k] = v
-    prim = fits.PrimaryHDU()
-    for k in ("TELESCOP", "INSTRUME"):
-        if k in hdr:
-            prim.header[k] = hdr[k]
-    prim.header["CREATOR"] = "xfusion.io"
-    return write_atomic(fits.HDUList([prim, hdu]), path, overwrite)
+    cols += _extra_columns(columns)
+    return write_atomic(_events_hdulist(cols, hdr, exposure, header), path, overwrite)

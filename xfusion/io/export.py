@@ -277,6 +277,89 @@ def spectrum_paths(path) -> dict[str, str]:
     return {"pha": path, "rmf": stem + ".rmf", "arf": stem + ".arf"}
 
 
+def _check_spectrum_args(exposure, area, sigma, draws) -> None:
+    """Refuse a non-positive or non-finite ``exposure`` / ``area`` and both ``sigma`` and
+    ``draws``."""
+    for v, name in ((exposure, "exposure"), (area, "area")):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(v) or v <= 0:
+            raise ExportError(f"{name}: {v!r} must be a positive finite number")
+    if sigma is not None and draws is not None:
+        raise ExportError("give sigma= (per-voxel errors) or draws= (bootstrap refits), not "
+                          "both; draws keep the correlations between pixels")
+
+
+def _region_spectrum(Z: xr.DataArray, data: np.ndarray, m: np.ndarray, sigma, draws):
+    """The region's flux per energy bin, its error (None without ``sigma`` or ``draws``) and
+    how the error was made; warns (at :func:`write_spectrum`'s caller) when there is none."""
+    flux = data[:, m].sum(axis=1)
+    err = None
+    if draws is not None:
+        d = _draws(draws, Z)
+        err = d[:, :, m].sum(axis=2).std(axis=0, ddof=1)
+        how = f"std of the region sum over {d.shape[0]} draws (ddof=1)"
+    elif sigma is not None:
+        s = _sigma(sigma, Z)
+        err = np.sqrt((s[:, m] ** 2).sum(axis=1))
+        how = "quadrature sum of voxel sigma (independent)"
+    else:
+        warnings.warn("write_spectrum: neither sigma= nor draws= given: the spectrum has no "
+                      "STAT_ERR, so chi-square fits have no errors (bootstrap draws: "
+                      "xfusion.uncertainty.bootstrap)", UserWarning, stacklevel=3)
+        how = "none"
+    return flux, err, how
+
+
+def _pha_table(flux: np.ndarray, err: np.ndarray | None, scale: float) -> fits.BinTableHDU:
+    """The PHA ``SPECTRUM`` table: channels 0…L-1, ``COUNTS`` (and ``STAT_ERR``) times
+    ``scale``, ``QUALITY`` and ``BACKSCAL``."""
+    L = flux.size
+    cols = [fits.Column("CHANNEL", "J", array=np.arange(L, dtype=np.int32)),
+            fits.Column("COUNTS", "D", unit="count", array=flux * scale)]
+    if err is not None:
+        cols.append(fits.Column("STAT_ERR", "D", unit="count", array=err * scale))
+    cols += [fits.Column("QUALITY", "I", array=np.zeros(L, np.int16)),
+             fits.Column("BACKSCAL", "E", array=np.ones(L, np.float32))]
+    spec = fits.BinTableHDU.from_columns(cols, name="SPECTRUM")
+    spec.header["TLMIN1"], spec.header["TLMAX1"] = 0, L - 1
+    return spec
+
+
+def _pha_cards(paths: dict[str, str], L: int, n_pix: int, has_err: bool, how: str, *,
+               exposure: float, area: float, telescope: str, instrument: str,
+               obs_id: int) -> list[tuple[str, Any, str]]:
+    """``(keyword, value, comment)`` cards of the PHA ``SPECTRUM`` header."""
+    return [
+        ("TELESCOP", telescope, "mission"), ("INSTRUME", instrument, "instrument"),
+        ("FILTER", "NONE", ""), ("OBS_ID", int(obs_id), "observation id"),
+        ("EXPOSURE", float(exposure), "[s] COUNTS = flux x EXPOSURE x ARF area"),
+        ("AREASCAL", 1.0, ""), ("CORRSCAL", 0.0, ""), ("CORRFILE", "none", ""),
+        ("RESPFILE", os.path.basename(paths["rmf"]), "identity RMF on Z's energy bins"),
+        ("ANCRFILE", os.path.basename(paths["arf"]), f"constant ARF of {float(area):g} cm2"),
+        ("HDUCLASS", "OGIP", ""), ("HDUCLAS1", "SPECTRUM", ""), ("HDUCLAS2", "TOTAL", ""),
+        ("HDUCLAS3", "COUNT", ""), ("HDUCLAS4", "TYPE:I", ""), ("HDUVERS", "1.2.1", ""),
+        ("CHANTYPE", "PI", ""), ("DETCHANS", L, "channels = Z's energy bins"),
+        ("POISSERR", False, "errors are in STAT_ERR" if has_err else "no errors"),
+        ("SYS_ERR", 0, ""), ("GROUPING", 0, ""),
+        ("XF_NPIX", n_pix, "pixels of Z summed"),
+        ("XF_AREA", float(area), "[cm2] ARF area used to encode the flux"),
+        ("XF_ERR", how[:60], "STAT_ERR"),
+        ("CREATOR", "xfusion", ""),
+    ]
+
+
+def _region_centre(h: fits.Header, mask: xr.DataArray, m: np.ndarray) -> None:
+    """Set ``RA_OBJ`` / ``DEC_OBJ`` in ``h``: the mean position of the region's pixels."""
+    from astropy.coordinates import SkyCoord
+
+    pos = SkyCoord(mask["ra"].values[m], mask["dec"].values[m], unit="deg")
+    xyz = pos.cartesian.xyz.value.mean(axis=1)
+    ctr = SkyCoord(x=xyz[0], y=xyz[1], z=xyz[2], representation_type="cartesian")
+    ctr = SkyCoord(ctr.spherical.lon, ctr.spherical.lat, frame="icrs")
+    h["RA_OBJ"] = (float(ctr.ra.deg), "[deg] mean position of the region's pixels")
+    h["DEC_OBJ"] = (float(ctr.dec.deg), "[deg] mean position of the region's pixels")
+
+
 def write_spectrum(
     Z: xr.DataArray,
     region: Any,
@@ -360,13 +443,7 @@ def write_spectrum(
     (:func:`write_arf`).
     """
     Z = _cube(Z)
-    for v, name in ((exposure, "exposure"), (area, "area")):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(v) or v <= 0:
-            raise ExportError(f"{name}: {v!r} must be a positive finite number")
-    if sigma is not None and draws is not None:
-        raise ExportError("give sigma= (per-voxel errors) or draws= (bootstrap refits), not "
-                          "both; draws keep the correlations between pixels")
+    _check_spectrum_args(exposure, area, sigma, draws)
     paths = spectrum_paths(path)
     if not overwrite:
         there = [p for p in paths.values() if os.path.exists(p)]
@@ -377,21 +454,7 @@ def write_spectrum(
     _finite(data, "Z")
     mask = region_mask(Z, region)
     m = mask.values
-    flux = data[:, m].sum(axis=1)
-    err = None
-    if draws is not None:
-        d = _draws(draws, Z)
-        err = d[:, :, m].sum(axis=2).std(axis=0, ddof=1)
-        how = f"std of the region sum over {d.shape[0]} draws (ddof=1)"
-    elif sigma is not None:
-        s = _sigma(sigma, Z)
-        err = np.sqrt((s[:, m] ** 2).sum(axis=1))
-        how = "quadrature sum of voxel sigma (independent)"
-    else:
-        warnings.warn("write_spectrum: neither sigma= nor draws= given: the spectrum has no "
-                      "STAT_ERR, so chi-square fits have no errors (bootstrap draws: "
-                      "xfusion.uncertainty.bootstrap)", UserWarning, stacklevel=2)
-        how = "none"
+    flux, err, how = _region_spectrum(Z, data, m, sigma, draws)
     lo, hi = sky.energy_edges(Z)
     L = lo.size
     scale = float(exposure) * float(area)
@@ -402,45 +465,16 @@ def write_spectrum(
     write_arf(paths["arf"], lo, hi, np.full(L, float(area)), telescope=telescope,
               instrument=instrument, overwrite=overwrite)
 
-    cols = [fits.Column("CHANNEL", "J", array=np.arange(L, dtype=np.int32)),
-            fits.Column("COUNTS", "D", unit="count", array=flux * scale)]
-    if err is not None:
-        cols.append(fits.Column("STAT_ERR", "D", unit="count", array=err * scale))
-    cols += [fits.Column("QUALITY", "I", array=np.zeros(L, np.int16)),
-             fits.Column("BACKSCAL", "E", array=np.ones(L, np.float32))]
-    spec = fits.BinTableHDU.from_columns(cols, name="SPECTRUM")
+    spec = _pha_table(flux, err, scale)
     h = spec.header
-    h["TLMIN1"], h["TLMAX1"] = 0, L - 1
-    cards = [
-        ("TELESCOP", telescope, "mission"), ("INSTRUME", instrument, "instrument"),
-        ("FILTER", "NONE", ""), ("OBS_ID", int(obs_id), "observation id"),
-        ("EXPOSURE", float(exposure), "[s] COUNTS = flux x EXPOSURE x ARF area"),
-        ("AREASCAL", 1.0, ""), ("CORRSCAL", 0.0, ""), ("CORRFILE", "none", ""),
-        ("RESPFILE", os.path.basename(paths["rmf"]), "identity RMF on Z's energy bins"),
-        ("ANCRFILE", os.path.basename(paths["arf"]), f"constant ARF of {float(area):g} cm2"),
-        ("HDUCLASS", "OGIP", ""), ("HDUCLAS1", "SPECTRUM", ""), ("HDUCLAS2", "TOTAL", ""),
-        ("HDUCLAS3", "COUNT", ""), ("HDUCLAS4", "TYPE:I", ""), ("HDUVERS", "1.2.1", ""),
-        ("CHANTYPE", "PI", ""), ("DETCHANS", L, "channels = Z's energy bins"),
-        ("POISSERR", False, "errors are in STAT_ERR" if err is not None else "no errors"),
-        ("SYS_ERR", 0, ""), ("GROUPING", 0, ""),
-        ("XF_NPIX", int(m.sum()), "pixels of Z summed"),
-        ("XF_AREA", float(area), "[cm2] ARF area used to encode the flux"),
-        ("XF_ERR", how[:60], "STAT_ERR"),
-        ("CREATOR", "xfusion", ""),
-    ]
+    cards = _pha_cards(paths, L, int(m.sum()), err is not None, how, exposure=exposure,
+                       area=area, telescope=telescope, instrument=instrument, obs_id=obs_id)
     with warnings.catch_warnings():  # a long file name leaves no room for its comment
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)
         for k, v, c in cards:
             h[k] = (v, c)
     if "ra" in mask.coords and "dec" in mask.coords:
-        from astropy.coordinates import SkyCoord
-
-        pos = SkyCoord(mask["ra"].values[m], mask["dec"].values[m], unit="deg")
-        xyz = pos.cartesian.xyz.value.mean(axis=1)
-        ctr = SkyCoord(x=xyz[0], y=xyz[1], z=xyz[2], representation_type="cartesian")
-        ctr = SkyCoord(ctr.spherical.lon, ctr.spherical.lat, frame="icrs")
-        h["RA_OBJ"] = (float(ctr.ra.deg), "[deg] mean position of the region's pixels")
-        h["DEC_OBJ"] = (float(ctr.dec.deg), "[deg] mean position of the region's pixels")
+        _region_centre(h, mask, m)
     h.add_comment("A fused photon flux F (photon cm-2 s-1 per channel), encoded as")
     h.add_comment("COUNTS = F x EXPOSURE x ARF area with an identity RMF. COUNTS are real:")
     h.add_comment("fit with chi-square on STAT_ERR, not a Poisson statistic.")

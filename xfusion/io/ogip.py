@@ -242,6 +242,115 @@ def _integers(values, name: str, path: str, ext: str, row: int | None = None) ->
     return v.astype(np.int64)
 
 
+def _matrix_columns(hdu: fits.BinTableHDU, path: str):
+    """Number of rows, true-energy edges (keV) and the grouped ``N_GRP``, ``F_CHAN``,
+    ``N_CHAN``, ``MATRIX`` columns of a matrix extension (refusing one without rows)."""
+    n_rows = len(hdu.data) if hdu.data is not None else 0
+    if n_rows == 0:
+        raise FileFormatError(f"{path}: matrix extension {hdu.name!r} has no rows")
+    lo = to_unit(column(hdu, "ENERG_LO", path), column_unit(hdu, "ENERG_LO"), "keV", "keV",
+                 path, f"{hdu.name} column ENERG_LO")
+    hi = to_unit(column(hdu, "ENERG_HI", path), column_unit(hdu, "ENERG_HI"), "keV", "keV",
+                 path, f"{hdu.name} column ENERG_HI")
+    check_edges(lo, hi, path, f"{hdu.name} (ENERG_LO, ENERG_HI)")
+    n_grp = _integers(column(hdu, "N_GRP", path), "N_GRP", path, hdu.name).ravel()
+    f_chan = _as_rows(column(hdu, "F_CHAN", path), n_rows, "F_CHAN", path)
+    n_chan = _as_rows(column(hdu, "N_CHAN", path), n_rows, "N_CHAN", path)
+    mat = _as_rows(column(hdu, "MATRIX", path), n_rows, "MATRIX", path)
+    return n_rows, lo, hi, n_grp, f_chan, n_chan, mat
+
+
+def _ebounds(eb: fits.BinTableHDU, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Channel numbers and their nominal bounds ``E_MIN``, ``E_MAX`` (keV) from ``EBOUNDS``."""
+    ch = np.asarray(column(eb, "CHANNEL", path))
+    if ch.dtype.kind == "f" and not np.isfinite(ch).all():
+        raise FileFormatError(f"{path}: EBOUNDS column CHANNEL has NaN values")
+    ch = ch.astype(int)
+    e_min = to_unit(column(eb, "E_MIN", path), column_unit(eb, "E_MIN"), "keV", "keV", path,
+                    "EBOUNDS column E_MIN")
+    e_max = to_unit(column(eb, "E_MAX", path), column_unit(eb, "E_MAX"), "keV", "keV", path,
+                    "EBOUNDS column E_MAX")
+    bad = ~(np.isfinite(e_min) & np.isfinite(e_max))
+    if bad.any():
+        raise FileFormatError(f"{path}: EBOUNDS columns E_MIN/E_MAX have {int(bad.sum())} "
+                              f"non-finite values (first at channel {ch[np.argmax(bad)]})")
+    if (e_max < e_min).any():
+        k = int(np.argmax(e_max < e_min))
+        raise FileFormatError(f"{path}: EBOUNDS channel {ch[k]} has E_MAX {e_max[k]:.6g} < "
+                              f"E_MIN {e_min[k]:.6g} keV")
+    return ch, e_min, e_max
+
+
+def _first_channel(hdu: fits.BinTableHDU, ch: np.ndarray, path: str) -> int:
+    """First channel number: ``TLMIN`` of ``F_CHAN``, else the first ``EBOUNDS`` channel, else 1.
+
+    Warns (at :func:`read_rmf`'s caller) when ``TLMIN`` and ``EBOUNDS`` disagree.
+    """
+    h = hdu.header
+    tl = f"TLMIN{column_index(hdu, 'F_CHAN')}"
+    if tl in h:
+        first = int(h[tl])
+    elif len(ch):
+        first = int(ch[0])
+    else:
+        first = 1
+    if len(ch) and int(ch[0]) != first:
+        warnings.warn(f"{path}: {tl} = {first} but EBOUNDS starts at channel {ch[0]}; "
+                      f"using {tl}", UserWarning, stacklevel=3)
+    return first
+
+
+def _dense_matrix(n_rows: int, detchans: int, dtype, n_grp: np.ndarray, f_chan, n_chan, mat,
+                  first: int, path: str, ext: str) -> np.ndarray:
+    """The dense (n_rows, detchans) matrix from its channel groups, checking each group."""
+    dense = np.zeros((n_rows, detchans), dtype=dtype)
+    for i in range(n_rows):
+        g = n_grp[i]
+        if g <= 0:
+            continue
+        fc = _integers(f_chan[i], "F_CHAN", path, ext, i)
+        nc = _integers(n_chan[i], "N_CHAN", path, ext, i)
+        m = mat[i]
+        if len(fc) < g or len(nc) < g:
+            raise FileFormatError(f"{path}: {ext} row {i} has N_GRP = {g} but only {len(fc)} "
+                                  f"F_CHAN / {len(nc)} N_CHAN entries")
+        pos = 0
+        for k in range(g):
+            start, n = int(fc[k]) - first, int(nc[k])
+            if start < 0 or start + n > detchans:
+                raise FileFormatError(
+                    f"{path}: {ext} row {i} group {k} covers channels {int(fc[k])}.."
+                    f"{int(fc[k]) + n - 1}, outside {first}..{first + detchans - 1}"
+                )
+            if pos + n > len(m):
+                raise FileFormatError(f"{path}: {ext} row {i} has {len(m)} MATRIX values, fewer "
+                                      f"than its groups need")
+            dense[i, start:start + n] = m[pos:pos + n]
+            pos += n
+    return dense
+
+
+def _check_matrix_values(dense: np.ndarray, path: str, ext: str) -> None:
+    """Refuse non-finite values and negative values beyond :data:`RMF_NEGATIVE_TOLERANCE`;
+    set smaller negative values to 0 in place, warning (at :func:`read_rmf`'s caller)."""
+    bad = ~np.isfinite(dense)
+    if bad.any():
+        raise FileFormatError(f"{path}: {ext} column MATRIX has {int(bad.sum())} NaN or infinite "
+                              f"values (the first in row {int(np.argmax(bad.any(axis=1)))})")
+    neg = dense < 0
+    if neg.any():
+        worst, peak = float(dense.min()), float(np.abs(dense).max())
+        what = (f"{ext} column MATRIX has {int(neg.sum())} negative values (the most negative "
+                f"{worst:.3g}, the largest value {peak:.3g})")
+        if -worst > RMF_NEGATIVE_TOLERANCE * peak:
+            raise FileFormatError(f"{path}: {what}, beyond RMF_NEGATIVE_TOLERANCE = "
+                                  f"{RMF_NEGATIVE_TOLERANCE:g} of the largest value")
+        warnings.warn(f"{path}: {what}, within RMF_NEGATIVE_TOLERANCE = "
+                      f"{RMF_NEGATIVE_TOLERANCE:g} of the largest value; set to 0",
+                      UserWarning, stacklevel=3)
+        dense[neg] = 0
+
+
 def read_rmf(path, extension=None, dtype=np.float64) -> xr.DataArray:
     """Read an OGIP redistribution matrix as a dense (energy_true, channel) DataArray.
 
@@ -296,93 +405,19 @@ def read_rmf(path, extension=None, dtype=np.float64) -> xr.DataArray:
         hdu = _select_matrix(hdul, path, extension)
         eb = get_table(hdul, path, ("EBOUNDS",), "EBOUNDS", hduclas=("EBOUNDS",))
         h = hdu.header
-        n_rows = len(hdu.data) if hdu.data is not None else 0
-        if n_rows == 0:
-            raise FileFormatError(f"{path}: matrix extension {hdu.name!r} has no rows")
-        lo = to_unit(column(hdu, "ENERG_LO", path), column_unit(hdu, "ENERG_LO"), "keV", "keV",
-                     path, f"{hdu.name} column ENERG_LO")
-        hi = to_unit(column(hdu, "ENERG_HI", path), column_unit(hdu, "ENERG_HI"), "keV", "keV",
-                     path, f"{hdu.name} column ENERG_HI")
-        check_edges(lo, hi, path, f"{hdu.name} (ENERG_LO, ENERG_HI)")
-        n_grp = _integers(column(hdu, "N_GRP", path), "N_GRP", path, hdu.name).ravel()
-        f_chan = _as_rows(column(hdu, "F_CHAN", path), n_rows, "F_CHAN", path)
-        n_chan = _as_rows(column(hdu, "N_CHAN", path), n_rows, "N_CHAN", path)
-        mat = _as_rows(column(hdu, "MATRIX", path), n_rows, "MATRIX", path)
-
-        ch = np.asarray(column(eb, "CHANNEL", path))
-        if ch.dtype.kind == "f" and not np.isfinite(ch).all():
-            raise FileFormatError(f"{path}: EBOUNDS column CHANNEL has NaN values")
-        ch = ch.astype(int)
-        e_min = to_unit(column(eb, "E_MIN", path), column_unit(eb, "E_MIN"), "keV", "keV", path,
-                        "EBOUNDS column E_MIN")
-        e_max = to_unit(column(eb, "E_MAX", path), column_unit(eb, "E_MAX"), "keV", "keV", path,
-                        "EBOUNDS column E_MAX")
-        bad = ~(np.isfinite(e_min) & np.isfinite(e_max))
-        if bad.any():
-            raise FileFormatError(f"{path}: EBOUNDS columns E_MIN/E_MAX have {int(bad.sum())} "
-                                  f"non-finite values (first at channel {ch[np.argmax(bad)]})")
-        if (e_max < e_min).any():
-            k = int(np.argmax(e_max < e_min))
-            raise FileFormatError(f"{path}: EBOUNDS channel {ch[k]} has E_MAX {e_max[k]:.6g} < "
-                                  f"E_MIN {e_min[k]:.6g} keV")
+        n_rows, lo, hi, n_grp, f_chan, n_chan, mat = _matrix_columns(hdu, path)
+        ch, e_min, e_max = _ebounds(eb, path)
         detchans = int(h.get("DETCHANS", len(ch)))
         if len(ch) != detchans:
             raise FileFormatError(f"{path}: EBOUNDS has {len(ch)} channels but {hdu.name} "
                                   f"DETCHANS = {detchans}")
-        tl = f"TLMIN{column_index(hdu, 'F_CHAN')}"
-        if tl in h:
-            first = int(h[tl])
-        elif len(ch):
-            first = int(ch[0])
-        else:
-            first = 1
-        if len(ch) and int(ch[0]) != first:
-            warnings.warn(f"{path}: {tl} = {first} but EBOUNDS starts at channel {ch[0]}; "
-                          f"using {tl}", UserWarning, stacklevel=2)
+        first = _first_channel(hdu, ch, path)
         meta = _meta(h, path)
         hduclas3 = str(h.get("HDUCLAS3", "")).strip().upper()
         ext = str(h.get("EXTNAME", ""))
 
-    dense = np.zeros((n_rows, detchans), dtype=dtype)
-    for i in range(n_rows):
-        g = n_grp[i]
-        if g <= 0:
-            continue
-        fc = _integers(f_chan[i], "F_CHAN", path, ext, i)
-        nc = _integers(n_chan[i], "N_CHAN", path, ext, i)
-        m = mat[i]
-        if len(fc) < g or len(nc) < g:
-            raise FileFormatError(f"{path}: {ext} row {i} has N_GRP = {g} but only {len(fc)} "
-                                  f"F_CHAN / {len(nc)} N_CHAN entries")
-        pos = 0
-        for k in range(g):
-            start, n = int(fc[k]) - first, int(nc[k])
-            if start < 0 or start + n > detchans:
-                raise FileFormatError(
-                    f"{path}: {ext} row {i} group {k} covers channels {int(fc[k])}.."
-                    f"{int(fc[k]) + n - 1}, outside {first}..{first + detchans - 1}"
-                )
-            if pos + n > len(m):
-                raise FileFormatError(f"{path}: {ext} row {i} has {len(m)} MATRIX values, fewer "
-                                      f"than its groups need")
-            dense[i, start:start + n] = m[pos:pos + n]
-            pos += n
-    bad = ~np.isfinite(dense)
-    if bad.any():
-        raise FileFormatError(f"{path}: {ext} column MATRIX has {int(bad.sum())} NaN or infinite "
-                              f"values (the first in row {int(np.argmax(bad.any(axis=1)))})")
-    neg = dense < 0
-    if neg.any():
-        worst, peak = float(dense.min()), float(np.abs(dense).max())
-        what = (f"{ext} column MATRIX has {int(neg.sum())} negative values (the most negative "
-                f"{worst:.3g}, the largest value {peak:.3g})")
-        if -worst > RMF_NEGATIVE_TOLERANCE * peak:
-            raise FileFormatError(f"{path}: {what}, beyond RMF_NEGATIVE_TOLERANCE = "
-                                  f"{RMF_NEGATIVE_TOLERANCE:g} of the largest value")
-        warnings.warn(f"{path}: {what}, within RMF_NEGATIVE_TOLERANCE = "
-                      f"{RMF_NEGATIVE_TOLERANCE:g} of the largest value; set to 0",
-                      UserWarning, stacklevel=2)
-        dense[neg] = 0
+    dense = _dense_matrix(n_rows, detchans, dtype, n_grp, f_chan, n_chan, mat, first, path, ext)
+    _check_matrix_values(dense, path, ext)
     sums = dense.sum(axis=1)
     includes_area = hduclas3 == "FULL" or bool(sums.max() > AREA_SUM_THRESHOLD)
     coords = _energy_coords(lo, hi)
@@ -415,6 +450,79 @@ def _objects(rows: list[np.ndarray]) -> np.ndarray:
     for i, r in enumerate(rows):
         out[i] = r
     return out
+
+
+def _grouped_columns(M: np.ndarray, threshold: float, first_channel: int,
+                     variable_length: bool) -> tuple[np.ndarray, list[fits.Column]]:
+    """``N_GRP`` and the ``F_CHAN``, ``N_CHAN``, ``MATRIX`` columns of the grouped layout."""
+    n_e, n_c = M.shape
+    groups = [_groups(M[i], threshold) for i in range(n_e)]
+    n_grp = np.array([len(g) for g in groups], dtype=np.int16 if n_c < 32768 else np.int32)
+    fch = [np.array([s + first_channel for s, _ in g], dtype=np.int32) for g in groups]
+    nch = [np.array([n for _, n in g], dtype=np.int32) for g in groups]
+    val = [np.concatenate([M[i, s:s + n] for s, n in g]).astype(np.float32) if g else
+           np.zeros(0, np.float32) for i, g in enumerate(groups)]
+    if variable_length:
+        return n_grp, [
+            fits.Column("F_CHAN", "PJ()", array=_objects(fch)),
+            fits.Column("N_CHAN", "PJ()", array=_objects(nch)),
+            fits.Column("MATRIX", "PE()", array=_objects(val)),
+        ]
+    gmax = max(1, int(n_grp.max()) if n_e else 1)
+    vmax = max(1, max((v.size for v in val), default=1))
+    F = np.zeros((n_e, gmax), np.int32)
+    N = np.zeros((n_e, gmax), np.int32)
+    V = np.zeros((n_e, vmax), np.float32)
+    for i in range(n_e):
+        F[i, :fch[i].size] = fch[i]
+        N[i, :nch[i].size] = nch[i]
+        V[i, :val[i].size] = val[i]
+    return n_grp, [fits.Column("F_CHAN", f"{gmax}J", array=F),
+                   fits.Column("N_CHAN", f"{gmax}J", array=N),
+                   fits.Column("MATRIX", f"{vmax}E", array=V)]
+
+
+def _matrix_hdu(lo: np.ndarray, hi: np.ndarray, M: np.ndarray, first_channel: int,
+                threshold: float, extname: str, variable_length: bool,
+                keys: tuple) -> fits.BinTableHDU:
+    """The matrix extension of :func:`write_rmf`, with the common keywords ``keys``."""
+    n_c = M.shape[1]
+    n_grp, cols = _grouped_columns(M, threshold, first_channel, variable_length)
+    cols = [
+        fits.Column("ENERG_LO", "E", unit="keV", array=lo),
+        fits.Column("ENERG_HI", "E", unit="keV", array=hi),
+        fits.Column("N_GRP", "I" if n_grp.dtype == np.int16 else "J", array=n_grp),
+        *cols,
+    ]
+    mhdu = fits.BinTableHDU.from_columns(cols, name=extname.upper())
+    h = mhdu.header
+    full = extname.upper() == "SPECRESP MATRIX"
+    for k, v in (*keys, ("HDUCLAS2", "RSP_MATRIX"),
+                 ("HDUCLAS3", "FULL" if full else "REDIST"), ("HDUVERS", "1.3.0"),
+                 ("LO_THRES", float(threshold))):
+        h[k] = v
+    i_f = column_index(mhdu, "F_CHAN")
+    h[f"TLMIN{i_f}"] = int(first_channel)
+    h[f"TLMAX{i_f}"] = int(first_channel + n_c - 1)
+    return mhdu
+
+
+def _ebounds_hdu(emin: np.ndarray, emax: np.ndarray, first_channel: int,
+                 keys: tuple) -> fits.BinTableHDU:
+    """The ``EBOUNDS`` extension of :func:`write_rmf`, with the common keywords ``keys``."""
+    n_c = emin.size
+    ch = np.arange(first_channel, first_channel + n_c, dtype=np.int32)
+    ehdu = fits.BinTableHDU.from_columns([
+        fits.Column("CHANNEL", "J", array=ch),
+        fits.Column("E_MIN", "E", unit="keV", array=emin),
+        fits.Column("E_MAX", "E", unit="keV", array=emax),
+    ], name="EBOUNDS")
+    eh = ehdu.header
+    for k, v in (*keys, ("HDUCLAS2", "EBOUNDS"), ("HDUVERS", "1.2.0")):
+        eh[k] = v
+    eh["TLMIN1"] = int(first_channel)
+    eh["TLMAX1"] = int(first_channel + n_c - 1)
+    return ehdu
 
 
 def write_rmf(
@@ -474,62 +582,11 @@ def write_rmf(
     check_edges(lo, hi, fspath(path), "energ_lo/energ_hi")
     if extname.upper() not in MATRIX_NAMES:
         raise ValueError(f"extname must be one of {MATRIX_NAMES}, got {extname!r}")
-    n_e, n_c = M.shape
-    groups = [_groups(M[i], threshold) for i in range(n_e)]
-    n_grp = np.array([len(g) for g in groups], dtype=np.int16 if n_c < 32768 else np.int32)
-    fch = [np.array([s + first_channel for s, _ in g], dtype=np.int32) for g in groups]
-    nch = [np.array([n for _, n in g], dtype=np.int32) for g in groups]
-    val = [np.concatenate([M[i, s:s + n] for s, n in g]).astype(np.float32) if g else
-           np.zeros(0, np.float32) for i, g in enumerate(groups)]
-    if variable_length:
-        cols = [
-            fits.Column("F_CHAN", "PJ()", array=_objects(fch)),
-            fits.Column("N_CHAN", "PJ()", array=_objects(nch)),
-            fits.Column("MATRIX", "PE()", array=_objects(val)),
-        ]
-    else:
-        gmax = max(1, int(n_grp.max()) if n_e else 1)
-        vmax = max(1, max((v.size for v in val), default=1))
-        F = np.zeros((n_e, gmax), np.int32)
-        N = np.zeros((n_e, gmax), np.int32)
-        V = np.zeros((n_e, vmax), np.float32)
-        for i in range(n_e):
-            F[i, :fch[i].size] = fch[i]
-            N[i, :nch[i].size] = nch[i]
-            V[i, :val[i].size] = val[i]
-        cols = [fits.Column("F_CHAN", f"{gmax}J", array=F),
-                fits.Column("N_CHAN", f"{gmax}J", array=N),
-                fits.Column("MATRIX", f"{vmax}E", array=V)]
-    cols = [
-        fits.Column("ENERG_LO", "E", unit="keV", array=lo),
-        fits.Column("ENERG_HI", "E", unit="keV", array=hi),
-        fits.Column("N_GRP", "I" if n_grp.dtype == np.int16 else "J", array=n_grp),
-        *cols,
-    ]
-    mhdu = fits.BinTableHDU.from_columns(cols, name=extname.upper())
-    h = mhdu.header
-    full = extname.upper() == "SPECRESP MATRIX"
-    for k, v in (("TELESCOP", telescope), ("INSTRUME", instrument), ("FILTER", filter),
-                 ("CHANTYPE", "PI"), ("DETCHANS", n_c), ("HDUCLASS", "OGIP"),
-                 ("HDUCLAS1", "RESPONSE"), ("HDUCLAS2", "RSP_MATRIX"),
-                 ("HDUCLAS3", "FULL" if full else "REDIST"), ("HDUVERS", "1.3.0"),
-                 ("LO_THRES", float(threshold))):
-        h[k] = v
-    i_f = column_index(mhdu, "F_CHAN")
-    h[f"TLMIN{i_f}"] = int(first_channel)
-    h[f"TLMAX{i_f}"] = int(first_channel + n_c - 1)
-    ch = np.arange(first_channel, first_channel + n_c, dtype=np.int32)
-    ehdu = fits.BinTableHDU.from_columns([
-        fits.Column("CHANNEL", "J", array=ch),
-        fits.Column("E_MIN", "E", unit="keV", array=emin),
-        fits.Column("E_MAX", "E", unit="keV", array=emax),
-    ], name="EBOUNDS")
-    eh = ehdu.header
-    for k, v in (("TELESCOP", telescope), ("INSTRUME", instrument), ("FILTER", filter),
-                 ("CHANTYPE", "PI"), ("DETCHANS", n_c), ("HDUCLASS", "OGIP"),
-                 ("HDUCLAS1", "RESPONSE"), ("HDUCLAS2", "EBOUNDS"), ("HDUVERS", "1.2.0")):
-        eh[k] = v
-    eh["TLMIN1"] = int(first_channel)
-    eh["TLMAX1"] = int(first_channel + n_c - 1)
+    n_c = M.shape[1]
+    keys = (("TELESCOP", telescope), ("INSTRUME", instrument), ("FILTER", filter),
+            ("CHANTYPE", "PI"), ("DETCHANS", n_c), ("HDUCLASS", "OGIP"),
+            ("HDUCLAS1", "RESPONSE"))
+    mhdu = _matrix_hdu(lo, hi, M, first_channel, threshold, extname, variable_length, keys)
+    ehdu = _ebounds_hdu(emin, emax, first_channel, keys)
     hdul = fits.HDUList([_primary(telescope, instrument), mhdu, ehdu])
     return write_atomic(hdul, path, overwrite)

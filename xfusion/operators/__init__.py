@@ -13,7 +13,7 @@
 
 from .base import Chain, LinearOperator
 from .exposure import Exposure
-from .model import ForwardModel, SpatialMatrix
+from .forward import ForwardModel, SpatialMatrix
 from .psf import PSFConvolution
 from .rebin import EnergyRebin, SpatialRebin
 from .separable import KroneckerSpatial

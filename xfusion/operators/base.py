@@ -39,25 +39,8 @@ class LinearOperator:
     def __matmul__(self, other: LinearOperator) -> Chain:
         return Chain([other, self])
 
-    @property
-    def H(self) -> _Adjoint:  # noqa: N802 - conventional name
-        """The adjoint as an operator."""
-        return _Adjoint(self)
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.shape_in} -> {self.shape_out})"
-
-
-class _Adjoint(LinearOperator):
-    def __init__(self, op: LinearOperator):
-        self.op = op
-        self.shape_in, self.shape_out = op.shape_out, op.shape_in
-
-    def forward(self, z):
-        return self.op.adjoint(z)
-
-    def adjoint(self, y):
-        return self.op.forward(y)
 
 
 class Chain(LinearOperator):

@@ -1,16 +1,87 @@
-"""Block-sum rebinning in y/x and in energy."""
+"""Block-sum rebinning in y/x and in energy, and the rebinning factors of a problem."""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._errors import ProblemError
 from .base import LinearOperator, is_dask
 
-__all__ = ["SpatialRebin", "EnergyRebin"]
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["SpatialRebin", "EnergyRebin", "Factors", "rebin_factors"]
+
+
+@dataclass(frozen=True)
+class Factors:
+    """Rebinning factors between Z's grid and the data grids (``L = vL·l`` etc.)."""
+
+    vL: int
+    vM: int
+    vN: int
+
+
+def _integer_factor(fine: int, coarse: int, what: str) -> int:
+    """The factor ``fine / coarse`` of an axis, refusing an empty axis or a non-integer factor."""
+    if coarse <= 0 or fine <= 0:
+        raise ProblemError(f"{what}: empty axis (fine size {fine}, coarse size {coarse})")
+    if fine % coarse:
+        raise ProblemError(
+            f"{what}: fine size {fine} is not a whole multiple of coarse size {coarse} "
+            f"(factor {fine / coarse:.4g} is not an integer)"
+        )
+    return fine // coarse
+
+
+def _check_alignment(fine: np.ndarray, coarse: np.ndarray, v: int, what: str, raise_: bool):
+    """Refuse (``raise_``) or warn about coarse centres that are not the means of groups of
+    ``v`` fine centres."""
+    fine = np.asarray(fine, dtype=float)
+    coarse = np.asarray(coarse, dtype=float)
+    expected = fine.reshape(-1, v).mean(axis=1)
+    step = np.abs(np.diff(fine)).min() if fine.size > 1 else 1.0
+    err = np.abs(expected - coarse).max()
+    if err > 1e-3 * step:
+        msg = (
+            f"{what}: coarse bin centres are not the means of groups of {v} fine bins "
+            f"(largest offset {err:.4g}, fine step {step:.4g}); the grids do not line up"
+        )
+        if raise_:
+            raise ProblemError(msg)
+        warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def rebin_factors(ds: xr.Dataset) -> Factors:
+    """Derive and check the rebinning factors from the problem's coordinates.
+
+    Raises
+    ------
+    ProblemError
+        If a factor is not an integer, or the spatial coordinates do not line up.
+    """
+    L, l = ds.sizes.get("energy", 0), ds.sizes.get("energy_coarse", 0)
+    M, m = ds.sizes.get("y", 0), ds.sizes.get("y_coarse", 0)
+    N, n = ds.sizes.get("x", 0), ds.sizes.get("x_coarse", 0)
+    vL = _integer_factor(L, l, "energy / energy_coarse")
+    vM = _integer_factor(M, m, "y / y_coarse")
+    vN = _integer_factor(N, n, "x / x_coarse")
+    for fine, coarse, v in (("y", "y_coarse", vM), ("x", "x_coarse", vN)):
+        if fine in ds.coords and coarse in ds.coords:
+            _check_alignment(ds[fine].values, ds[coarse].values, v, f"{coarse} vs {fine}", True)
+    if "energy" in ds.coords and "energy_coarse" in ds.coords:
+        _check_alignment(ds["energy"].values, ds["energy_coarse"].values, vL,
+                         "energy_coarse vs energy", False)
+    return Factors(vL, vM, vN)
 
 
 def _blocksum(z, axis_factors: dict[int, int]):
     if is_dask(z):
         import dask.array as da
-        import numpy as np
 
         for ax, v in axis_factors.items():
             if any(c % v for c in z.chunks[ax]):
@@ -46,8 +117,6 @@ def _dask_repeat(y, v, ax):
     adjoint, the solver's element-wise updates) ran on 49 times as many, much smaller blocks
     (docs/scaling.md).
     """
-    import numpy as np
-
     chunks = tuple(tuple(c * v for c in ch) if i == ax else ch
                    for i, ch in enumerate(y.chunks))
     return y.map_blocks(np.repeat, v, axis=ax, chunks=chunks, dtype=y.dtype)

@@ -224,7 +224,7 @@ class ForwardModel:
     @classmethod
     def from_dataset(cls, ds, spatial: str = "auto") -> ForwardModel:
         """Build the model of a validated problem Dataset."""
-        from ..problem import rebin_factors
+        from .rebin import rebin_factors
 
         f = rebin_factors(ds)
         shape = (ds.sizes["energy"], ds.sizes["y"], ds.sizes["x"])
