@@ -1,4 +1,4 @@
-"""PSF wings: what putting them back into the kernel's core costs the fused flux (docs/real_data.md).
+"""PSF wings: what putting them back into the core costs the fused flux (docs/real_data.md).
 
 A simulated scenario's Y is redrawn with a King PSF (r_c 20", beta 1.5, on Z's 10" pixels) on
 the largest kernel the field allows (2M + 1 pixels, so every photon that lands in Y's field from
