@@ -147,9 +147,13 @@ def main(argv=None) -> dict:
     files = write_calibration(args.out, spec)
     beta = sim.attrs["psf_Y_king_beta"]
     rc = sim.attrs["psf_Y_king_rcore_arcsec"]
-    files["psf_Y"] = xf.io.write_psf(os.path.join(args.out, "rsl_psf.fits"),
-                                     xf.kernels.king_psf(rc, beta, size=301, pixel_size=2.0),
-                                     pixel_size=2.0, overwrite=True)
+    # the simulated sky's PSF is the King profile on the scenario's kernel, renormalised there
+    # (no wings beyond it): written on 2" pixels over the same extent, it is the whole PSF
+    size = 5 * int(sim.attrs["psf_Y_size"])  # 5 × 2" per 10" pixel
+    files["psf_Y"] = xf.io.write_psf(
+        os.path.join(args.out, "rsl_psf.fits"),
+        xf.kernels.king_psf(rc, beta, size=size, pixel_size=2.0, normalise="kernel"),
+        pixel_size=2.0, overwrite=True)
     files.update(write_events(args.out, sim, files["rmf"], args.exposure_factor, rng))
     print(f"wrote {len(files)} files to {args.out}/ in {time.perf_counter() - t0:.1f} s")
 

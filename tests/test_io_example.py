@@ -35,7 +35,7 @@ def test_example_files_to_problem(tmp_path):
     truth = rd.truth_on_grid(sim, np.r_[ds.energy_lo.values, ds.energy_hi.values[-1]])
     mx, my = xf.forward(ds, truth)
     # screening removed exactly the extra events: totals agree with the model within Poisson
-    # noise (Y's PSF truncation differs from the scenario's by < 1 %)
+    # noise (the PSF file is the scenario's kernel, the whole PSF of the simulated sky)
     for data, mu in ((ds.X, mx), (ds.Y, my.where(ds.observed_Y, 0))):
         n, m = float(data.sum()), float(mu.sum())
         assert abs(n - m) < 5 * np.sqrt(m) + 0.01 * m, (n, m)

@@ -28,9 +28,64 @@ def test_resample_matches_pixel_integrated_gaussian():
     img = gauss_image(241, 0.25, 6.0, 6.0)  # 0.25" sampling, sigma 6"
     p, enclosed = xf.io.resample_psf(img, 0.25, 3.0, size=15)
     ref = xf.kernels.gaussian_psf(6.0, size=15, pixel_size=3.0)
-    assert p.shape == (15, 15) and p.sum() == pytest.approx(1.0)
+    assert p.shape == (15, 15) and p.sum() == pytest.approx(enclosed, rel=1e-12)
     np.testing.assert_allclose(p, ref, atol=2e-4)
     assert enclosed == pytest.approx(1.0, abs=2e-3)
+
+
+def king_image(n, pixel, rc, beta):
+    """King profile sampled on an n×n grid, normalised over the whole plane (sums to the
+    fraction of the PSF inside the image)."""
+    g = (np.arange(n) - (n - 1) / 2) * pixel
+    r2 = g[:, None] ** 2 + g[None, :] ** 2
+    return (1 + r2 / rc**2) ** (-beta) * pixel**2 / (np.pi * rc**2 / (beta - 1))
+
+
+def king_box_fraction(half, rc, beta, n=4000):
+    """Fraction of a King PSF inside the square |y|, |x| < half (fine quadrature)."""
+    g = (np.arange(n) + 0.5) / n * half
+    r2 = g[:, None] ** 2 + g[None, :] ** 2
+    return 4 * ((1 + r2 / rc**2) ** (-beta)).sum() * (half / n) ** 2 / (np.pi * rc**2 / (beta - 1))
+
+
+def test_resample_keeps_the_king_fraction_inside_the_kernel():
+    """PSF wings are not put back into the core: a King PSF (r_c 20", beta 1.5) on a 150" kernel
+    keeps the fraction of its flux inside the kernel (~0.8), not 1."""
+    rc, beta = 20.0, 1.5
+    img = king_image(401, 1.0, rc, beta)  # 401" box, normalised to the full PSF
+    p, enclosed = xf.io.resample_psf(img, 1.0, 10.0, size=15, total=1.0)
+    expect = king_box_fraction(75.0, rc, beta)
+    assert 0.7 < expect < 0.9
+    assert p.sum() == pytest.approx(enclosed, rel=1e-12)
+    assert enclosed == pytest.approx(expect, abs=1e-3)
+    # default: the image is the whole PSF, so the kernel keeps its share of the image's flux
+    q, f = xf.io.resample_psf(img, 1.0, 10.0, size=15)
+    assert f == pytest.approx(expect / king_box_fraction(200.5, rc, beta), abs=1e-3)
+    np.testing.assert_allclose(q * img.sum(), p, rtol=1e-12)
+    with pytest.raises(ValueError, match="total"):
+        xf.io.resample_psf(img, 1.0, 10.0, size=15, total=0.5 * img.sum())
+
+
+def test_from_files_crop_keeps_the_fraction(tmp_path):
+    """A kernel wider than twice Z's image is cropped without renormalising."""
+    from xfusion.io.assemble import _psf_on_grid
+    from xfusion.io.psf import psf_on_grid, read_psf_images
+
+    rc, beta = 20.0, 1.5
+    path = xf.io.write_psf(tmp_path / "king.fits", king_image(401, 1.0, rc, beta), pixel_size=1.0)
+    full = xf.io.psf_from_fits(path, 10.0, total=1.0)  # covers the whole image: 41 × 41
+    assert full.shape == (41, 41)
+    assert full.attrs["enclosed"] == pytest.approx(king_box_fraction(200.5, rc, beta), abs=1e-3)
+    E = np.linspace(0.5, 1.5, 5)
+    grid = psf_on_grid(read_psf_images(path), 10.0, total=1.0)
+    arr, src = _psf_on_grid(grid, 10.0, E, (9, 12), None, 0.0, None)
+    assert arr.shape == (19, 19) and src == "array"
+    assert arr.sum() == pytest.approx(king_box_fraction(95.0, rc, beta), abs=1e-3)
+    # from a file (taken as the whole PSF): the crop keeps its share of the file's flux
+    arr, src = _psf_on_grid(path, 10.0, E, (9, 12), None, 0.0, None)
+    assert src == str(path)
+    assert arr.sum() == pytest.approx(
+        king_box_fraction(95.0, rc, beta) / king_box_fraction(200.5, rc, beta), abs=1e-3)
 
 
 def test_default_size_is_odd_and_keeps_all_flux():

@@ -74,7 +74,7 @@ def test_gaussian_psf_errors(kwargs):
 
 @pytest.mark.parametrize("rc, beta", [(1.0, 1.5), (2.5, 1.2), (0.7, 3.0)])
 def test_king_psf_normalised_symmetric(rc, beta):
-    p = king_psf(rc, beta)
+    p = king_psf(rc, beta, normalise="kernel")
     assert p.shape[0] == p.shape[1] and p.shape[0] % 2 == 1
     assert p.sum() == pytest.approx(1.0, abs=1e-12)
     assert (p > 0).all()
@@ -89,7 +89,7 @@ def test_king_psf_normalised_symmetric(rc, beta):
 def test_king_psf_heavier_wings_than_gaussian(rc, beta):
     fwhm = 2 * rc * np.sqrt(2 ** (1 / beta) - 1)
     size = 61
-    k = king_psf(rc, beta, size=size)
+    k = king_psf(rc, beta, size=size, normalise="kernel")
     g = gaussian_psf(fwhm / (2 * np.sqrt(2 * np.log(2))), size=size)
     r = _radius(k)
     # same half-maximum radius along an axis (the profile, before pixel integration) ...
@@ -101,12 +101,34 @@ def test_king_psf_heavier_wings_than_gaussian(rc, beta):
     assert k[r > 3 * fwhm].sum() > 0.02
 
 
+@pytest.mark.parametrize("rc, beta, size", [(3.0, 1.5, 21), (2.0, 2.0, 15), (5.0, 1.2, 41)])
+def test_king_psf_full_keeps_the_fraction_inside_the_kernel(rc, beta, size):
+    """normalise='full': the kernel sums to the analytic fraction of the King PSF inside it
+    (between the inscribed and the circumscribed discs' encircled fractions)."""
+    p = king_psf(rc, beta, size=size, oversample=9)
+    q = king_psf(rc, beta, size=size, normalise="kernel")
+    np.testing.assert_allclose(p / p.sum(), q, rtol=1e-2)  # same shape, different sums
+
+    def ef(r):
+        return 1 - (1 + (r / rc) ** 2) ** (1 - beta)
+
+    half = size / 2
+    assert ef(half) < p.sum() < ef(half * np.sqrt(2)) < 1
+    # square aperture: ∫∫ over the box, by fine quadrature of the analytic profile
+    g = (np.arange(4000) + 0.5) / 4000 * size - half
+    r2 = g[:, None] ** 2 + g[None, :] ** 2
+    box = ((1 + r2 / rc**2) ** (-beta)).sum() * (size / 4000) ** 2 / (np.pi * rc**2 / (beta - 1))
+    assert p.sum() == pytest.approx(box, abs=2e-3)
+
+
 def test_king_psf_errors():
     for args in [(0.0, 1.5), (-1.0, 1.5), (1.0, 1.0), (1.0, 0.5)]:
         with pytest.raises(ValueError):
             king_psf(*args)
     with pytest.raises(ValueError):
         king_psf(1.0, 1.5, size=10)
+    with pytest.raises(ValueError, match="normalise"):
+        king_psf(1.0, 1.5, normalise="peak")
 
 
 # -- spectral responses ----------------------------------------------------------------------------

@@ -156,8 +156,8 @@ FAULTS = {
     "X all zero": (_counts("X", _zero), r"^X: no counts"),
     "Y all zero": (_counts("Y", _zero), r"^Y: no counts"),
     "psf even size": (_even_psf, r"^psf_Y: sizes must be odd"),
-    "psf sums to 1.01": (_scaled_psf(1.01), r"^psf_Y: must sum to 1.*1\.01"),
-    "psf sums to 0.5": (_scaled_psf(0.5), r"^psf_Y: must sum to 1.*0\.5"),
+    "psf sums to 1.01": (_scaled_psf(1.01), r"^psf_Y: must sum to at most 1.*1\.01"),
+    "psf sums to 0": (_scaled_psf(0.0), r"^psf_Y: sums to 0"),
     "psf negative": (_negative_psf, r"^psf_Y: negative"),
     "psf NaN": (_set_psf(np.full((3, 3), np.nan)), r"^psf_Y: non-finite"),
     "response column > 1": (_response_above_one, r"^response_X: column .*12.* > 1"),
@@ -243,7 +243,7 @@ def test_energy_dependent_psf_one_bad_slice(check):
     ds = tiny_problem(psf_energy=True)
     p = ds.psf_Y.values.copy()
     p[7] *= 1.2
-    with pytest.raises(xf.ProblemError, match=r"^psf_Y: must sum to 1"):
+    with pytest.raises(xf.ProblemError, match=r"^psf_Y: must sum to at most 1"):
         check(_set(ds, "psf_Y", p))
 
 
@@ -279,7 +279,7 @@ def test_make_problem_renormalises_psf_within_one_percent(base):
 def test_make_problem_refuses_psf_off_by_ten_percent(base):
     args = _args(base)
     args["psf_Y"] = args["psf_Y"] * 1.1
-    with pytest.raises(xf.ProblemError, match=r"^psf_Y: must sum to 1"):
+    with pytest.raises(xf.ProblemError, match=r"^psf_Y: must sum to at most 1"):
         xf.make_problem(**args)
 
 
@@ -483,3 +483,40 @@ def test_interrupted_overwrite_keeps_old_store(tmp_path, base, monkeypatch):
 def _files(root):
     return sorted(os.path.relpath(os.path.join(d, f), root)
                   for d, _, fs in os.walk(root) for f in fs)
+
+
+# -- PSF wings: a kernel summing below 1 -------------------------------------------------------
+
+
+@pytest.mark.parametrize("spatial", ["dense", "separable", "fft"])
+def test_psf_summing_below_one_loses_its_wings(base, spatial):
+    """A PSF summing to 0.9 (the fraction inside the kernel) is valid, and Y's expected counts of
+    a flat patch far from the edges are 0.9× those with the full PSF: the wings are lost."""
+    ds9 = _scaled_psf(0.9)(base)
+    xf.validate(ds9)
+    Z = np.zeros((base.sizes["energy"], base.sizes["y"], base.sizes["x"]))
+    Z[:, 3:6, 3:9] = 1.0  # ≥ 2 pixels (the kernel's half size) from every edge
+    _, y1 = xf.forward(base, Z, spatial=spatial)
+    mx9, y9 = xf.forward(ds9, Z, spatial=spatial)
+    assert float(y9.sum()) == pytest.approx(0.9 * float(y1.sum()), rel=1e-10)
+    mx1, _ = xf.forward(base, Z, spatial=spatial)
+    np.testing.assert_allclose(mx9, mx1)  # X does not see Y's PSF
+
+
+def test_psf_energy_dependent_sums_below_one(check):
+    ds = tiny_problem(psf_energy=True)
+    p = ds.psf_Y.values.copy()
+    p[7] *= 0.8
+    check(_set(ds, "psf_Y", p))
+    p[3] *= 1.01
+    with pytest.raises(xf.ProblemError, match=r"^psf_Y: must sum to at most 1.*1\.01.*index 3"):
+        check(_set(ds, "psf_Y", p))
+
+
+def test_make_problem_keeps_a_psf_summing_below_one(base):
+    args = _args(base)
+    args["psf_Y"] = args["psf_Y"] * 0.995
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # not renormalised
+        ds = xf.make_problem(**args)
+    assert ds.psf_Y.sum().item() == pytest.approx(0.995, rel=1e-12)

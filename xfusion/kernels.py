@@ -60,8 +60,9 @@ def king_psf(
     size: int | None = None,
     pixel_size: float = 1.0,
     oversample: int = 5,
+    normalise: str = "full",
 ) -> np.ndarray:
-    r"""King-profile PSF, :math:`P(r) \propto (1 + (r/r_c)^2)^{-\beta}`, normalised to 1.
+    r"""King-profile PSF, :math:`P(r) \propto (1 + (r/r_c)^2)^{-\beta}`, on a finite kernel.
 
     The profile used by XMM-Newton's and XRISM's calibration for the PSF core and wings.
 
@@ -76,9 +77,16 @@ def king_psf(
     pixel_size : float
     oversample : int
         Sub-pixel samples per axis used to integrate over each pixel.
+    normalise : ``"full"`` or ``"kernel"``
+        ``"full"`` (default): normalised over the whole plane, so the kernel sums to the fraction
+        of the PSF inside it (< 1; the wings beyond it are lost, as on the sky), from the analytic
+        integral :math:`\int P\,dA = \pi r_c^2 / (\beta - 1)`. ``"kernel"``: renormalised to sum
+        to 1 over the kernel (the wings' flux put back into it; the simulated scenarios' kernels).
     """
     if r_core <= 0 or beta <= 1:
         raise ValueError(f"King PSF needs r_core > 0 and beta > 1, got {r_core}, {beta}")
+    if normalise not in ("full", "kernel"):
+        raise ValueError(f"normalise must be 'full' or 'kernel', got {normalise!r}")
     rc = r_core / pixel_size
     h = _half_size(size, rc, 8.0)
     sub = (np.arange(oversample) + 0.5) / oversample - 0.5
@@ -87,7 +95,11 @@ def king_psf(
     fine = (1 + r2 / rc**2) ** (-beta)
     n = 2 * h + 1
     psf = fine.reshape(n, oversample, n, oversample).sum(axis=(1, 3))
-    return psf / psf.sum()
+    if normalise == "kernel":
+        return psf / psf.sum()
+    # midpoint rule: each sub-sample stands for 1/oversample² of a pixel
+    inside = psf.sum() / oversample**2 / (np.pi * rc**2 / (beta - 1))
+    return psf / psf.sum() * min(float(inside), 1.0)
 
 
 def response_from_kernel(kernel: np.ndarray, L: int, vL: int) -> np.ndarray:

@@ -8,7 +8,8 @@ variable       dims                                     meaning
 ``X``          (energy_coarse, y, x)                    counts, fine pixels; attrs ``exposure`` (s)
 ``Y``          (energy, y_coarse, x_coarse)             counts, fine channels; attrs ``exposure`` (s)
 ``response_X`` (energy_coarse, energy)                  P(channel c | true energy E) on Z's grid
-``psf_Y``      (psf_y, psf_x) or (energy, psf_y, psf_x) Y's PSF on Z's pixels, odd sizes, sums to 1
+``psf_Y``      (psf_y, psf_x) or (energy, psf_y, psf_x) Y's PSF on Z's pixels, odd sizes, sums to ≤ 1
+                                                        (the fraction of the PSF inside the kernel)
 ``arf_X``      (energy) or (energy, y, x)               effective area of X's instrument (cm²)
 ``arf_Y``      (energy) or (energy, y, x)               effective area of Y's instrument (cm²)
 =============  =======================================  ===============================================
@@ -18,7 +19,8 @@ wrong dims, an empty (size-0) axis, values that are not real numbers (bool, comp
 object dtypes), spatial grids that do not line up (non-integer factor, coarse pixel centres that
 are not the means of whole groups of fine pixels), an energy grid whose factor ``L / l`` is not an
 integer, negative / non-integer / non-finite / all-zero counts, a PSF with an even size, negative
-or non-finite values or a sum that differs from 1 by more than 1e-6, negative or non-finite
+or non-finite values, a sum above 1 + 1e-6 or not above 0 (a PSF sums to at most 1: the
+fraction of its flux inside the kernel; what falls outside is lost from Y's field), negative or non-finite
 response, response columns summing above 1, non-positive, non-finite or non-numeric exposure,
 negative, non-finite or all-zero effective area, and negative or non-finite ``Z_true`` /
 ``X_true`` / ``Y_true``. Coordinates: ``energy`` and ``energy_coarse`` must be finite, positive,
@@ -32,7 +34,7 @@ refuses, by name, an input whose shape does not fit X's ``(l, M, N)`` and Y's ``
 which would otherwise read as fill values.
 
 Faults that warn and are fixed (in :func:`make_problem` only, never silently in :func:`validate`):
-a PSF whose sum is within 1 % of 1 is renormalised (a :class:`UserWarning` says by how much);
+a PSF whose sum exceeds 1 by at most 1 % is renormalised (a :class:`UserWarning` says by how much);
 integer-valued float counts are accepted as they are. Energy-grid *misalignment* (coarse channel
 centres that are not the means of their fine channels) only warns: the mapping from true energy to
 X's channels is ``response_X`` itself, so the coordinate is descriptive.
@@ -265,12 +267,21 @@ def validate(ds: xr.Dataset) -> Factors:
         raise ProblemError("psf_Y: non-finite values")
     if (psf < 0).any():
         raise ProblemError(f"psf_Y: negative values (min {psf.min():.3g})")
-    sums = psf.sum(axis=(-2, -1))
-    if np.abs(sums - 1).max() > PSF_SUM_TOL:
+    sums = np.atleast_1d(psf.sum(axis=(-2, -1)))
+    if sums.max() > 1 + PSF_SUM_TOL:
+        i = int(sums.argmax())
         raise ProblemError(
-            f"psf_Y: must sum to 1 over (psf_y, psf_x), sums to {np.atleast_1d(sums)[0]:.8g}"
-            + (f" (range {sums.min():.6g}..{sums.max():.6g})" if np.ndim(sums) else "")
+            f"psf_Y: must sum to at most 1 over (psf_y, psf_x) (the fraction of the PSF inside "
+            f"the kernel), sums to {sums[i]:.8g}"
+            + (f" at energy index {i} (range {sums.min():.6g}..{sums.max():.6g})"
+               if psf.ndim == 3 else "")
             + "; normalise it (xf.problem.normalise_psf)"
+        )
+    if sums.min() <= 0:
+        i = int(sums.argmin())
+        raise ProblemError(
+            f"psf_Y: sums to {sums[i]:.8g}" + (f" at energy index {i}" if psf.ndim == 3 else "")
+            + "; a PSF must hold a positive fraction of the flux inside the kernel"
         )
     if psf.shape[-2] > 2 * ds.sizes["y"] + 1 or psf.shape[-1] > 2 * ds.sizes["x"] + 1:
         raise ProblemError(f"psf_Y: kernel {psf.shape[-2:]} is larger than twice the image "
@@ -453,10 +464,11 @@ def _pixel_axes(fine: tuple[int, int], coarse: tuple[int, int], y, x, pixel_size
 
 def _psf_array(psf_Y) -> np.ndarray:
     """Y's PSF as a float array, renormalised with a warning (at :func:`make_problem`'s caller)
-    when its sum is off 1 by more than :data:`PSF_SUM_TOL` and at most 1 %."""
+    when its sum exceeds 1 by more than :data:`PSF_SUM_TOL` and at most 1 %. A sum below 1 is
+    kept: it is the fraction of the PSF inside the kernel (the wings are lost from Y's field)."""
     psf = np.asarray(psf_Y.values if isinstance(psf_Y, xr.DataArray) else psf_Y, dtype=float)
     s = psf.sum(axis=(-2, -1))
-    off = np.abs(s - 1).max() if psf.size else np.inf
+    off = (s - 1).max() if psf.size else np.inf
     if PSF_SUM_TOL < off <= 0.01:
         warnings.warn(f"psf_Y sums to {np.atleast_1d(s)[0]:.6g}, not 1; renormalised",
                       UserWarning, stacklevel=3)

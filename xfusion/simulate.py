@@ -354,7 +354,7 @@ def _king_rcore(std: float, beta: float, size: int, pixel: float) -> float:
     lo, hi = 0.5, 20 * std
     for _ in range(60):
         mid = 0.5 * (lo + hi)
-        if _std_axis(king_psf(mid, beta, size, pixel), pixel) < std:
+        if _std_axis(king_psf(mid, beta, size, pixel, normalise="kernel"), pixel) < std:
             lo = mid
         else:
             hi = mid
@@ -911,7 +911,7 @@ def _psf_Y(s: ScenarioSpec, M: int) -> tuple[np.ndarray, dict]:
     else:
         # calibrate on the full-size kernel so that the profile does not change with scale
         rc = _king_rcore(s.psf_Y_std, s.king_beta, PSF_SIZE, PIXEL_SIZE)
-        psf = king_psf(rc, s.king_beta, size=size, pixel_size=PIXEL_SIZE)
+        psf = king_psf(rc, s.king_beta, size=size, pixel_size=PIXEL_SIZE, normalise="kernel")
         info = {"psf_Y_model": "king", "psf_Y_king_rcore_arcsec": round(rc, 4),
                 "psf_Y_king_beta": s.king_beta}
     info.update({"psf_Y_size": int(size), "psf_Y_std_arcsec": round(_std_axis(psf, PIXEL_SIZE), 4)})

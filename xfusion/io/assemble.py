@@ -273,7 +273,7 @@ def _psf_on_grid(psf_Y, step: float, E: np.ndarray, shape_Z, psf_size, psf_rotat
         h = min(shape_Z)  # crop a kernel larger than twice the image (validate refuses those)
         cy, cx = psf_arr.shape[-2] // 2, psf_arr.shape[-1] // 2
         psf_arr = psf_arr[..., cy - h:cy + h + 1, cx - h:cx + h + 1]
-        psf_arr = psf_arr / psf_arr.sum(axis=(-2, -1), keepdims=True)
+        # no renormalising: the flux beyond the crop is lost from Y's field (the PSF's wings)
     return psf_arr, psf_src
 
 
@@ -316,7 +316,8 @@ def from_files(
     psf_Y : path, array or DataArray
         Y's PSF: a FITS file (resampled on Z's pixels by :func:`xfusion.io.psf_from_fits`,
         energy-dependent when it holds several energies) or an array on Z's pixels. A kernel
-        wider than twice Z's image is cropped to ``2·min(M, N) + 1`` and renormalised.
+        wider than twice Z's image is cropped to ``2·min(M, N) + 1`` without renormalising: the
+        kernel sums to the fraction of the PSF inside it (≤ 1), the rest is lost from Y's field.
     energy_band : (emin, emax)
         Z's band in keV.
     n_energy, energy_bin : int or float

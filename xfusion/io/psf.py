@@ -7,9 +7,12 @@ arcsec — or from the ``psf_pixel_size`` argument.
 
 Resampling integrates the image (taken as constant over each of its pixels) over the output
 pixels exactly (separable overlap matrices), so flux is conserved; a rotation, when asked for,
-is applied first on the input grid with bilinear interpolation. The result has odd sides, the
-PSF centre on the central pixel, and sums to 1 (flux beyond the kernel is dropped before
-normalising; ``attrs['enclosed']`` says how much was kept).
+is applied first on the input grid with bilinear interpolation. The result has odd sides and the
+PSF centre on the central pixel. A PSF image is taken to hold the whole PSF (its sum over its full
+extent is the PSF's total flux) unless ``total=`` gives that total in the image's units (e.g.
+``total=1`` for an image normalised to the full PSF but cut before its wings end). The output sums
+to the fraction of that total inside the kernel (``attrs['enclosed']``): flux beyond the kernel
+is lost from Y's field, as on the sky, and is never put back into the core by renormalising.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def resample_psf(
     size: int | None = None,
     centre: str | Sequence[float] = "centroid",
     rotation: float = 0.0,
+    total: float | None = None,
 ) -> tuple[np.ndarray, float]:
     """Resample a PSF image onto a grid of square ``pixel_size`` pixels.
 
@@ -77,13 +81,17 @@ def resample_psf(
     rotation : float
         Rotate the PSF counter-clockwise by this angle (deg; x right, y up) before resampling —
         e.g. the angle between the frame the PSF image is given in and the output grid.
+    total : float, optional
+        The PSF's total flux in the image's units. Default: the image's sum (the image holds the
+        whole PSF). Give it when the image is cut before the wings end (``total=1`` for an image
+        normalised to the full PSF); it must be at least the image's sum.
 
     Returns
     -------
     psf : ndarray (size, size)
-        Non-negative, sums to 1.
+        Non-negative, sums to ``enclosed`` (≤ 1): never renormalised to 1.
     enclosed : float
-        Fraction of the input's flux inside the output before normalising.
+        Fraction of the PSF's total flux inside the output kernel.
     """
     img = np.asarray(image, dtype=float)
     if img.ndim != 2 or img.size == 0:
@@ -92,9 +100,16 @@ def resample_psf(
         raise ValueError("PSF image has non-finite values")
     if (img < 0).any():
         raise ValueError(f"PSF image has negative values (min {img.min():.3g})")
-    total = img.sum()
-    if total <= 0:
+    img_sum = float(img.sum())
+    if img_sum <= 0:
         raise ValueError("PSF image sums to zero")
+    if total is None:
+        total = img_sum
+    else:
+        total = float(total)
+        if not np.isfinite(total) or total < img_sum * (1 - 1e-6):
+            raise ValueError(f"total={total!r}: must be finite and at least the PSF image's sum "
+                             f"({img_sum:.8g})")
     if size is not None and (int(size) != size or size < 1 or size % 2 == 0):
         raise ValueError(f"size must be a positive odd integer, got {size}")
     py, px = (float(psf_pixel_size),) * 2 if np.ndim(psf_pixel_size) == 0 else \
@@ -113,7 +128,7 @@ def resample_psf(
         m = np.array([[np.cos(t), -np.sin(t) * px / py], [np.sin(t) * py / px, np.cos(t)]])
         c = np.array([cy, cx])
         img = ndimage.affine_transform(big, m, offset=c - m @ c, order=1, mode="constant")
-        img = np.clip(img, 0, None) * (total / max(img.sum(), 1e-300))
+        img = np.clip(img, 0, None) * (img_sum / max(img.sum(), 1e-300))
     if size is None:
         half_y = max(cy + 0.5, img.shape[0] - cy - 0.5) * py
         half_x = max(cx + 0.5, img.shape[1] - cx - 0.5) * px
@@ -124,7 +139,8 @@ def resample_psf(
     s = out.sum()
     if s <= 0:
         raise ValueError("no PSF flux falls inside the output kernel")
-    return out / s, float(s / total)
+    out = out / total
+    return out, float(min(out.sum(), 1.0))
 
 
 def _pixel_size(h: fits.Header, path: str, ext: str) -> tuple[float, float]:
@@ -207,11 +223,12 @@ def _band_index(images: list[dict], centres: np.ndarray, path: str) -> np.ndarra
 
 
 def psf_on_grid(images: list[dict], pixel_size: float, energy_edges=None, size: int | None = None,
-                centre="centroid", rotation: float = 0.0, path: str = "<images>") -> xr.DataArray:
+                centre="centroid", rotation: float = 0.0, path: str = "<images>",
+                total: float | None = None) -> xr.DataArray:
     """Resample PSF images (as from :func:`read_psf_images`) onto Z's grid; see
     :func:`psf_from_fits`."""
     res = [resample_psf(im["image"], im["pixel_size"], pixel_size, size=size, centre=centre,
-                        rotation=rotation) for im in images]
+                        rotation=rotation, total=total) for im in images]
     if size is None:  # one common (largest) size; pad the smaller ones
         size = max(r[0].shape[0] for r in res)
         res = [(np.pad(p, (size - p.shape[0]) // 2), f) for p, f in res]
@@ -243,6 +260,7 @@ def psf_from_fits(
     centre: str | Sequence[float] = "centroid",
     rotation: float = 0.0,
     psf_pixel_size: float | None = None,
+    total: float | None = None,
 ) -> xr.DataArray:
     """Read a PSF FITS file and resample it onto Z's pixel grid.
 
@@ -267,15 +285,20 @@ def psf_from_fits(
         frame PSF and a grid aligned with Y's detector).
     psf_pixel_size : float, optional
         The image's pixel size (arcsec) when the header has none.
+    total : float, optional
+        The PSF's total flux in the images' units (see :func:`resample_psf`). Default: each
+        image is taken to hold the whole PSF (to sum to 1 over its full extent once normalised).
 
     Returns
     -------
     xarray.DataArray
-        ``(psf_y, psf_x)`` or ``(energy, psf_y, psf_x)``, odd sides, each slice summing to 1.
+        ``(psf_y, psf_x)`` or ``(energy, psf_y, psf_x)``, odd sides, each slice summing to the
+        fraction of the PSF inside the kernel (≤ 1; ``attrs['enclosed']``, the smallest over
+        energy); the flux beyond the kernel is lost from Y's field, not put back into the core.
     """
     path = fspath(path)
     images = read_psf_images(path, psf_pixel_size)
-    return psf_on_grid(images, pixel_size, energy_edges, size, centre, rotation, path)
+    return psf_on_grid(images, pixel_size, energy_edges, size, centre, rotation, path, total)
 
 
 def write_psf(path, images, pixel_size: float, energies: Sequence[float] | None = None,
