@@ -4,6 +4,9 @@
 
     xfusion demo [--scenario gaussian_1kev_rebin] [--scale 0.5] [--regularizer lrs] [--out DIR]
     xfusion simulate NAME --out problem.zarr [--scale S] [--seed N]
+    xfusion assemble EVENTS_X EVENTS_Y --rmf-x RMF [--arf-x ARF] --arf-y ARF --psf-y PSF
+                     --band EMIN,EMAX (--n-energy L | --energy-bin DE) --vl V
+                     (--pixel-size ARCSEC) --out problem.zarr [--option-x KEY=VALUE ...]
     xfusion fuse problem.zarr --out fused.zarr [--regularizer R] [--max-iter N]
                  [--checkpoint PATH] [--resume PATH]
     xfusion metrics fused.zarr problem.zarr [--json metrics.json]
@@ -317,6 +320,62 @@ def cmd_simulate(args) -> int:
     path = _write_zarr(ds, args.out, "problem", args.overwrite)
     _say(args, f"simulated {args.name} (scale {args.scale}, seed {args.seed}): {_sizes(ds)} "
                f"in {dt:.1f} s; wrote {path}")
+    return 0
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--option-x``/``--option-y``: VALUE as JSON (numbers, lists, null,
+    true/false), else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (a read_events argument), got "
+                                         f"{text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def _assemble_kwargs(args) -> dict:
+    """The arguments of :func:`xfusion.io.from_files` given on the command line."""
+    band = _floats(args.band, 2, "--band")
+    opts_X, opts_Y = dict(args.option_x or []), dict(args.option_y or [])
+    for opts, value, name in ((opts_X, args.exposure_x, "X"), (opts_Y, args.exposure_y, "Y")):
+        if value is not None:
+            if "exposure" in opts:
+                raise CLIError(f"--exposure-{name.lower()} and --option-{name.lower()} "
+                               f"exposure=... both given")
+            opts["exposure"] = value
+    kw = dict(energy_band=tuple(band), n_energy=args.n_energy, energy_bin=args.energy_bin,
+              vL=args.vl, pixel_size=args.pixel_size, instrument_X=args.instrument_x,
+              instrument_Y=args.instrument_y, options_X=opts_X, options_Y=opts_Y,
+              psf_rotation=args.psf_rotation, psf_size=args.psf_size,
+              psf_pixel_size=args.psf_pixel_size)
+    if args.rmf_extension is not None:
+        kw["rmf_extension"] = (int(args.rmf_extension) if args.rmf_extension.isdigit()
+                               else args.rmf_extension)
+    return kw
+
+
+def cmd_assemble(args) -> int:
+    from .io import from_files
+
+    for what, path in (("EVENTS_X", args.events_x), ("EVENTS_Y", args.events_y),
+                       ("--rmf-x", args.rmf_x), ("--arf-x", args.arf_x),
+                       ("--arf-y", args.arf_y), ("--psf-y", args.psf_y)):
+        if path is not None and not os.path.exists(path):
+            raise CLIError(f"{what}: no such file: {path}")
+    _check_out(args.out, "problem", args)
+    t0 = time.perf_counter()
+    ds = from_files(args.events_x, args.events_y, args.rmf_x, args.arf_x, args.arf_y,
+                    args.psf_y, **_assemble_kwargs(args))
+    path = _write_zarr(ds, args.out, "problem", args.overwrite)
+    _say(args, f"assembled {_sizes(ds)} in {time.perf_counter() - t0:.1f} s: "
+               f"X {int(ds.X.sum())} counts in {ds.X.attrs['exposure']:.6g} s, "
+               f"Y {int(ds.Y.sum())} counts in {ds.Y.attrs['exposure']:.6g} s, "
+               f"PSF {ds.psf_Y.shape[-2]}x{ds.psf_Y.shape[-1]} holding "
+               f"{float(ds.psf_Y.sum(('psf_y', 'psf_x')).max()):.4f}, "
+               f"roll {ds.attrs['rotation']:.2f} deg; wrote {path}")
     return 0
 
 
@@ -738,6 +797,53 @@ def _add_simulate_parser(sub) -> None:
     p.set_defaults(func=cmd_simulate)
 
 
+def _add_assemble_parser(sub) -> None:
+    """The ``assemble`` subcommand: event lists and calibration files to a problem store."""
+    p = sub.add_parser(
+        "assemble", help="event lists, responses and PSF to a problem store",
+        description="Read X's and Y's event lists, X's RMF and ARF, Y's ARF and PSF, bin them "
+                    "on aligned grids (xf.io.from_files) and write the problem to a Zarr store "
+                    "for 'xfusion fuse'.")
+    p.add_argument("events_x", metavar="EVENTS_X", help="X's event list (e.g. EPIC-pn)")
+    p.add_argument("events_y", metavar="EVENTS_Y", help="Y's event list (e.g. Resolve)")
+    p.add_argument("--rmf-x", required=True, help="X's RMF (or a full response with the "
+                                                  "area folded in, then no --arf-x)")
+    p.add_argument("--arf-x", default=None, help="X's ARF")
+    p.add_argument("--arf-y", required=True, help="Y's ARF")
+    p.add_argument("--psf-y", required=True, help="Y's PSF image (FITS)")
+    p.add_argument("--band", required=True, help="Z's band EMIN,EMAX in keV")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--n-energy", type=int, default=None, help="number L of Z's energy bins")
+    g.add_argument("--energy-bin", type=float, default=None, help="width of Z's energy bins "
+                                                                 "(keV)")
+    p.add_argument("--vl", type=int, required=True, help="Z bins per X channel")
+    p.add_argument("--pixel-size", type=float, required=True,
+                   help="Z's pixel (arcsec); Y's pixel must be a whole number of them")
+    p.add_argument("--instrument-x", default=None, help="X's event layout (epic, resolve, "
+                                                        "generic; default: detected)")
+    p.add_argument("--instrument-y", default=None, help="Y's event layout (default: detected)")
+    p.add_argument("--exposure-x", type=float, default=None, help="X's exposure (s), "
+                                                                  "overriding the header")
+    p.add_argument("--exposure-y", type=float, default=None, help="Y's exposure (s)")
+    p.add_argument("--option-x", type=_key_value, action="append", metavar="KEY=VALUE",
+                   help="another read_events argument for X (repeatable; VALUE as JSON), "
+                        "e.g. pattern_max=12 or flag_mask=null")
+    p.add_argument("--option-y", type=_key_value, action="append", metavar="KEY=VALUE",
+                   help="another read_events argument for Y, e.g. itype=[0,1]")
+    p.add_argument("--rmf-extension", default=None, help="name or index of X's matrix "
+                                                         "extension")
+    p.add_argument("--psf-rotation", type=float, default=0.0,
+                   help="rotation (deg, counter-clockwise) from the PSF image to Z's grid")
+    p.add_argument("--psf-size", type=int, default=None, help="PSF kernel size on Z's pixels")
+    p.add_argument("--psf-pixel-size", type=float, default=None,
+                   help="the PSF image's pixel (arcsec) when its header lacks it")
+    p.add_argument("--out", required=True, help="Zarr store to write (e.g. problem.zarr)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it is a problem store written by xfusion")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_assemble)
+
+
 def _add_fuse_parser(sub) -> None:
     """The ``fuse`` subcommand: fuse a problem store into a fused-cube store."""
     p = sub.add_parser("fuse", help="fuse a problem store into a fused-cube store")
@@ -827,6 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_demo_parser(sub)
     _add_simulate_parser(sub)
+    _add_assemble_parser(sub)
     _add_fuse_parser(sub)
     _add_uncertainty_parser(sub)
     _add_export_parser(sub)
