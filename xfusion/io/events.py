@@ -449,8 +449,9 @@ def _selected_exposure(path: str, hdu, prim, meta: dict, gtis: dict, ccd, sel,
                        keep: np.ndarray) -> np.ndarray | None:
     """The exposure of the selected events.
 
-    Per-CCD mode: returns each kept event's CCD exposure (the cube's exposure, scalar or per
-    pixel, is set when binning) and records ``ccds``/``ccd_exposures`` in ``meta``. Otherwise,
+    Per-CCD mode: returns each kept event's CCD and records each CCD's exposure in
+    ``meta['_ccd_exposure']`` (the cube's exposure, scalar or per pixel, is set when binning:
+    :func:`_ccd_cube_exposure`). Otherwise,
     with a time selection ``S`` (and no ``exposure=``), ``meta['exposure']`` becomes
     ``|GTI ∩ S|`` times ``LIVETIME/ONTIME`` (else times ``exposure / |GTI|``); returns None.
     """
@@ -473,27 +474,32 @@ def _selected_exposure(path: str, hdu, prim, meta: dict, gtis: dict, ccd, sel,
         meta["exposure_keyword"] = f"|GTI ∩ selection| × {fsrc}"
         return None
     cs = [int(c) for c in np.unique(ccd[keep])]
-    found = {c: _ccd_exposure(path, headers, c, gtis, sel) for c in cs}
-    meta["ccds"] = cs
-    meta["ccd_exposures"] = [found[c][0] for c in cs]
-    meta["ccd_exposure_keywords"] = [found[c][1] for c in cs]
-    lut = np.zeros(max(cs) + 1)
-    for c in cs:
+    meta["_ccd_exposure"] = {c: _ccd_exposure(path, headers, c, gtis, sel) for c in cs}
+    return ccd[keep]
+
+
+def _ccd_cube_exposure(meta: dict, ccd_event: np.ndarray, iy: np.ndarray, ix: np.ndarray,
+                       shape) -> np.ndarray | None:
+    """Per-CCD mode: the cube's ``exposure`` and ``exposure_keyword`` from the binned events'
+    CCDs (the reference CCD is the one holding the most of them, the lowest number on a tie),
+    ``ccds``/``ccd_exposures``/``ccd_exposure_keywords``, and the per-pixel exposure map (None
+    when those CCDs share one exposure)."""
+    found = meta.pop("_ccd_exposure")
+    cs, n = np.unique(ccd_event, return_counts=True)
+    ref = int(cs[np.argmax(n)])
+    meta["ccds"] = [int(c) for c in cs]
+    meta["ccd_exposures"] = [found[c][0] for c in meta["ccds"]]
+    meta["ccd_exposure_keywords"] = [found[c][1] for c in meta["ccds"]]
+    lut = np.zeros(int(cs.max()) + 1)
+    for c in meta["ccds"]:
         lut[c] = found[c][0]
-    return lut[ccd[keep]]
-
-
-def _ccd_cube_exposure(meta: dict, t_ref: float, per_pixel: bool) -> None:
-    """Set the cube's ``exposure`` (the reference CCD's, the one holding the most binned
-    events) and ``exposure_keyword`` in per-CCD mode."""
-    meta["exposure"] = float(t_ref)
-    keys = dict(zip(meta["ccd_exposures"], meta["ccd_exposure_keywords"], strict=False))
-    ref = keys.get(t_ref, "")
-    if per_pixel:
-        meta["exposure_keyword"] = (f"{ref} (reference; per pixel from CCDs "
-                                    f"{', '.join(map(str, meta['ccds']))}: exposure_map)")
-    else:
-        meta["exposure_keyword"] = ref
+    emap, _ = pixel_exposure(iy, ix, lut[ccd_event], shape)
+    meta["exposure"] = float(found[ref][0])
+    meta["exposure_keyword"] = found[ref][1]
+    if emap is not None:
+        meta["exposure_keyword"] += (f" (CCD {ref}, the reference; per pixel from CCDs "
+                                     f"{', '.join(map(str, meta['ccds']))}: exposure_map)")
+    return emap
 
 
 def _valid_events(hdu, path: str, layout: str, energy: np.ndarray, ecol: str, x_col: str,
@@ -587,10 +593,10 @@ def _sky_columns(hdu, path: str, layout: str, keep: np.ndarray, x_col: str, y_co
 
 
 def _default_shape(path: str, c, pixel_size: float, lon: np.ndarray, lat: np.ndarray,
-                   ie: np.ndarray, edges: np.ndarray, meta: dict, t_event=None):
+                   ie: np.ndarray, edges: np.ndarray, meta: dict, ccd_event=None):
     """The default grid's shape about ``c``, leaving out events far outside the field.
 
-    Returns ``(shape, lon, lat, ie, t_event)`` of the events kept; sets
+    Returns ``(shape, lon, lat, ie, ccd_event)`` of the events kept; sets
     ``meta['n_outside_field']``, warns (at :func:`read_events`' caller) when events are left out
     and refuses a grid above :data:`MAX_AUTO_VOXELS`.
     """
@@ -613,7 +619,7 @@ def _default_shape(path: str, c, pixel_size: float, lon: np.ndarray, lat: np.nda
             f"centre, these out to {r_far / 3600:.3g}°) and are left out of the default "
             f"grid; pass shape= or wcs= to bin them", UserWarning, stacklevel=3)
         lon, lat, ie, r = lon[~far], lat[~far], ie[~far], r[~far]
-        t_event = None if t_event is None else t_event[~far]
+        ccd_event = None if ccd_event is None else ccd_event[~far]
     half = int(np.ceil(r.max() + 0.5))
     shape = (2 * half + 1, 2 * half + 1)
     voxels = (edges.size - 1) * shape[0] * shape[1]
@@ -623,16 +629,16 @@ def _default_shape(path: str, c, pixel_size: float, lon: np.ndarray, lat: np.nda
             f"× {edges.size - 1} energies, {voxels * 8 / 2**30:.3g} GiB) exceeds "
             f"MAX_AUTO_VOXELS = {MAX_AUTO_VOXELS}; pass shape= or wcs= for an explicit "
             f"grid, or a larger pixel_size")
-    return shape, lon, lat, ie, t_event
+    return shape, lon, lat, ie, ccd_event
 
 
 def _bin_sky(path: str, tw: WCS, shape, lon: np.ndarray, lat: np.ndarray, ie: np.ndarray,
-             edges: np.ndarray, meta: dict, t_event=None) -> xr.DataArray:
+             edges: np.ndarray, meta: dict, ccd_event=None) -> xr.DataArray:
     """Bin events at ``(lon, lat)`` with energy bins ``ie`` on the image grid ``tw``.
 
     Refuses a grid that no event falls in; warns (at :func:`read_events`' caller) for
-    non-square pixels. With ``t_event`` (each event's CCD exposure, per-CCD mode) the cube's
-    exposure is the reference CCD's and, when the binned events' CCDs differ in exposure, an
+    non-square pixels. With ``ccd_event`` (each event's CCD, per-CCD mode) the cube's exposure
+    is the reference CCD's and, when the binned events' CCDs differ in exposure, an
     ``exposure_map`` (y, x) coordinate holds each pixel's (:func:`xfusion.io.pixel_exposure`).
     """
     ny, nx = (int(s) for s in shape)
@@ -649,9 +655,8 @@ def _bin_sky(path: str, tw: WCS, shape, lon: np.ndarray, lat: np.ndarray, ie: np
         warnings.warn(f"{path}: non-square pixels ({sy:g}″ × {sx:g}″); y/x offsets use x's",
                       UserWarning, stacklevel=3)
     emap = None
-    if t_event is not None:
-        emap, t_ref = pixel_exposure(iy[inside], ix[inside], t_event[inside], (ny, nx))
-        _ccd_cube_exposure(meta, t_ref, emap is not None)
+    if ccd_event is not None:
+        emap = _ccd_cube_exposure(meta, ccd_event[inside], iy[inside], ix[inside], (ny, nx))
     da = _cube(counts, edges, tw, (ny, nx), sx, meta, "counts")
     if emap is not None:
         da = da.assign_coords(exposure_map=(("y", "x"), emap, {
@@ -817,7 +822,7 @@ def read_events(
             pix = _resolve_cuts(hdu, path, keep, cuts, itype, exclude_pixels)
         gtis, ccd = _time_cuts(hdul, hdu, path, meta, keep, cuts, sel)
         ie = _energy_cut(path, edges, energy, keep, cuts, n_all, meta)
-        t_event = _selected_exposure(path, hdu, prim, meta, gtis, ccd, sel, keep)
+        ccd_event = _selected_exposure(path, hdu, prim, meta, gtis, ccd, sel, keep)
 
         if layout == "resolve":
             return _resolve_cube(path, h, prim, pix[keep], ie[keep], edges, meta, wcs,
@@ -837,10 +842,10 @@ def read_events(
             raise ValueError("pixel_size= (arcsec) or wcs= is needed to bin EPIC/generic events")
         c = centre if centre is not None else tuple(ew.wcs.crval)
         if shape is None:
-            shape, lon, lat, ie, t_event = _default_shape(path, c, pixel_size, lon, lat, ie,
-                                                          edges, meta, t_event)
+            shape, lon, lat, ie, ccd_event = _default_shape(path, c, pixel_size, lon, lat, ie,
+                                                            edges, meta, ccd_event)
         tw = make_wcs(c, pixel_size, shape)
-    return _bin_sky(path, tw, shape, lon, lat, ie, edges, meta, t_event)
+    return _bin_sky(path, tw, shape, lon, lat, ie, edges, meta, ccd_event)
 
 
 def _pixel_positions(pixel_map) -> dict[int, tuple[int, int]]:
