@@ -138,8 +138,8 @@ def _gti_table(hdu, path: str) -> np.ndarray:
     bad = g[:, 1] < g[:, 0]
     if bad.any():
         k = int(np.argmax(bad))
-        raise FileFormatError(f"{path}: GTI extension {hdu.name!r} row {k} has STOP {g[k, 1]!r} "
-                              f"< START {g[k, 0]!r}")
+        raise FileFormatError(f"{path}: GTI extension {hdu.name!r} row {k} has STOP "
+                              f"{float(g[k, 1])!r} < START {float(g[k, 0])!r}")
     return merge_intervals(g)
 
 
