@@ -127,6 +127,27 @@ def test_gtis_drop_events_and_time_selection_sets_the_exposure(tmp_path):
     assert int(c.sum()) == (kept & xf.io.in_intervals(ev["time"], S)).sum()
 
 
+def test_gtis_per_ccd_with_an_explicit_exposure_or_without_ccdnr(tmp_path):
+    gti = {4: [[0, 400]], 5: [[500, 1000]]}
+    p, ev = two_ccd_events(tmp_path, gti=gti)
+    on4 = ev["ccd"] == 4
+    kept = np.where(on4, ev["time"] < 400, ev["time"] >= 500)
+    c = read(p, exposure=100.0)  # the exposure is given; the screening stays per CCD
+    assert int(c.sum()) == kept.sum() and c.attrs["exposure"] == 100.0
+    # no CCDNR column: the union of the CCDs' GTIs, and the global LIVETIME
+    from astropy.io import fits
+    q = tmp_path / "noccd.fits"
+    with fits.open(p) as h:
+        cols = [col for col in h["EVENTS"].columns if col.name != "CCDNR"]
+        h["EVENTS"] = fits.BinTableHDU.from_columns(cols, header=h["EVENTS"].header,
+                                                    name="EVENTS")
+        h.writeto(q)
+    c = read(q)
+    union = (ev["time"] < 400) | (ev["time"] >= 500)
+    assert int(c.sum()) == union.sum() and c.attrs["exposure"] == T4
+    assert c.attrs["exposure_keyword"] == "LIVETIME"
+
+
 def test_time_selection_without_per_ccd_keywords(tmp_path):
     """Resolve / single-exposure files: |GTI ∩ S| times LIVETIME/ONTIME."""
     pix = np.arange(36).repeat(10)

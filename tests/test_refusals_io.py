@@ -508,7 +508,8 @@ CASES = [
          r"exposure map must be a 2-D image, got shape \(2, 8, 8\)"),
     Case("expmap-bad-band", lambda d: expmap(d, PI_MIN="soft"), xf.io.read_expmap, E,
          "PI_MIN = 'soft', PI_MAX = 2000 are not numbers"),
-    Case("expmap-table-only", lambda d: _table_only(d), xf.io.read_expmap, E, "no image HDU with data"),
+    Case("expmap-table-only", lambda d: _table_only(d), xf.io.read_expmap, E,
+         "no image HDU with data"),
 ]
 
 

@@ -358,19 +358,21 @@ def _time_cuts(hdul, hdu, path: str, meta: dict, keep: np.ndarray, cuts: list,
                sel: np.ndarray | None) -> tuple[dict, np.ndarray | None]:
     """Drop (in ``keep``) the events outside the file's GTIs and outside the selection ``sel``.
 
-    An event of CCD ``c`` (``CCDNR``, per-CCD mode) is checked against ``STDGTIcc`` (else the
-    file's ``GTI``/``STDGTI``); otherwise against ``GTI``/``STDGTI`` or the union of the
+    An EPIC event of CCD ``c`` (``CCDNR``) is checked against ``STDGTIcc`` (else the file's
+    ``GTI``/``STDGTI``); without ``CCDNR``, against ``GTI``/``STDGTI`` or the union of the
     ``STDGTInn``. Returns the file's GTIs and the ``CCDNR`` column (per-CCD mode) or None.
     """
     gtis = file_gtis(hdul, path)
-    ccd = (np.asarray(column(hdu, "CCDNR", path)).astype(np.int64) if meta.get("per_ccd")
-           else None)
+    has_ccd = (meta["layout"] == "epic"
+               and "CCDNR" in [c.name.upper() for c in hdu.columns])
+    ccd = np.asarray(column(hdu, "CCDNR", path)).astype(np.int64) if has_ccd else None
+    per_ccd = ccd if meta.get("per_ccd") else None
     if not gtis and sel is None:
-        return gtis, ccd
+        return gtis, per_ccd
     time = np.asarray(column(hdu, "TIME", path), dtype=float)
     if gtis:
         good = np.zeros(time.size, bool)
-        if ccd is None:
+        if ccd is None or not any(k is not None for k in gtis):
             common = gtis.get(None)
             if common is None:
                 common = merge_intervals(np.concatenate(list(gtis.values())))
@@ -386,7 +388,7 @@ def _time_cuts(hdul, hdu, path: str, meta: dict, keep: np.ndarray, cuts: list,
         keep &= in_intervals(time, sel)
         cuts.append((f"in time selection ({len(sel)} interval{'s' * (len(sel) > 1)}, "
                      f"{interval_length(sel):.6g} s)", int(keep.sum())))
-    return gtis, ccd
+    return gtis, per_ccd
 
 
 def _header_value(path: str, headers, key: str) -> float | None:
