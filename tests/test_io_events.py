@@ -1,5 +1,7 @@
 """Event lists: EPIC, Resolve and generic layouts, selections, exposure, binning, bad files."""
 
+import warnings
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -100,9 +102,18 @@ def test_exposure_keywords(tmp_path, keys, expected):
     hdu.header.update(keys)
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(p)
     w = xf.io.make_wcs((RA0, DEC0), 1.0, (3, 3))
-    c = xf.io.read_events(p, "generic", energy_edges=EDGES, x_col="RAWX", y_col="RAWY",
-                          energy_col="ENERGY", event_wcs=w, wcs=w)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        c = xf.io.read_events(p, "generic", energy_edges=EDGES, x_col="RAWX", y_col="RAWY",
+                              energy_col="ENERGY", event_wcs=w, wcs=w)
     assert (c.attrs["exposure"], c.attrs["exposure_keyword"]) == expected
+    # differing per-CCD live times without a CCDNR column: the largest, never silently
+    differ = "LIVETI01" in keys
+    assert [str(m.message) for m in caught if "per-CCD exposures differ" in str(m.message)] \
+        == ([f"{p}: the per-CCD exposures differ (LIVETI01 = 5, LIVETI04 = 50) and the events "
+             f"carry no CCDNR column to tell which CCDs they fall on; taking the largest, "
+             f"LIVETI04 = 50 s: pass exposure= (seconds) if the field is on another CCD"]
+            if differ else [])
     assert xf.io.read_events(p, "generic", energy_edges=EDGES, x_col="RAWX", y_col="RAWY",
                              energy_col="ENERGY", event_wcs=w, wcs=w,
                              exposure=7.0).attrs["exposure"] == 7.0

@@ -469,7 +469,65 @@ CASES = [
     Case("psf-bands-without-energy", lambda d: psf(d, images=[np.ones((5, 5))] * 2),
          lambda p: read_psf(p, energy_edges=[1.0, 2.0, 3.0]), E,
          "not all have an ENERGY"),
+    # ------------------------------------------------------- GTIs, per-CCD exposure, maps
+    Case("epic-outside-gti-dropped", lambda d: epic(d, time=np.arange(N_EPIC) * 1.0,
+                                                    gti=[[0, 100]]),
+         read_epic, None, None, counted(100)),
+    Case("epic-time-range", lambda d: epic(d, time=np.arange(N_EPIC) * 1.0, gti=[[0, 200]]),
+         lambda p: read_epic(p, time_range=(50, 100)), None, None,
+         counted(50, exposure=50.0)),  # |GTI ∩ S| × LIVETIME/ONTIME (1 here)
+    Case("epic-gti-stop-before-start", lambda d: values(epic(d, gti=[[0, 100], [200, 300]]),
+                                                        "GTI", "STOP", [1], 150.0),
+         read_epic, E, r"GTI extension 'GTI' row 1 has STOP 150\.0 < START 200\.0"),
+    Case("epic-gti-NaN", lambda d: values(epic(d, gti=[[0, 100]]), "GTI", "START", [0], np.nan),
+         read_epic, E, "GTI extension 'GTI' has non-finite START/STOP"),
+    Case("epic-gti-no-STOP", lambda d: rebuild(epic(d, gti=[[0, 100]]), "GTI", drop=("STOP",)),
+         read_epic, E, "GTI extension 'GTI' has no column STOP"),
+    Case("epic-time-range-without-gti", epic, lambda p: read_epic(p, time_range=(0, 1)), E,
+         "a time selection needs the file's good time intervals"),
+    Case("epic-ccd-without-live-time", lambda d: epic(d, ccd=np.full(N_EPIC, 3),
+                                                      header={"LIVETI04": 900.0}),
+         read_epic, E, r"events on CCD 3 \(CCDNR\), but no LIVETI03, ONTIME03 or STDGTI03"),
+    Case("epic-ccd-live-time-negative", lambda d: epic(d, ccd=np.full(N_EPIC, 4),
+                                                       header={"LIVETI04": -9.0}),
+         read_epic, E, r"LIVETI04 = -9\.0 in the EVENTS header is not a positive exposure"),
+    Case("epic-per-ccd-without-CCDNR",
+         lambda d: header(epic(d, header={"LIVETI01": 5.0, "LIVETI04": 50.0}), "EVENTS",
+                          delete=("EXPOSURE", "LIVETIME", "ONTIME")),
+         read_epic, None, r"per-CCD exposures differ .*taking the largest, LIVETI04",
+         counted(N_EPIC, exposure=50.0)),
+    Case("expmap-no-wcs", lambda d: expmap(d, CTYPE1=None, CTYPE2=None), xf.io.read_expmap, E,
+         "exposure map has no celestial WCS"),
+    Case("expmap-NaN", lambda d: expmap(d, image=np.full((8, 8), np.nan)), xf.io.read_expmap,
+         E, "exposure map has 64 non-finite values"),
+    Case("expmap-negative", lambda d: expmap(d, image=np.full((8, 8), -1.0)),
+         xf.io.read_expmap, E, "exposure map has negative values"),
+    Case("expmap-wrong-unit", lambda d: expmap(d, BUNIT="erg"), xf.io.read_expmap, E,
+         r"BUNIT = 'erg' is neither a time \(s\) nor an area × time"),
+    Case("expmap-3d", lambda d: expmap(d, image=np.ones((2, 8, 8))), xf.io.read_expmap, E,
+         r"exposure map must be a 2-D image, got shape \(2, 8, 8\)"),
+    Case("expmap-bad-band", lambda d: expmap(d, PI_MIN="soft"), xf.io.read_expmap, E,
+         "PI_MIN = 'soft', PI_MAX = 2000 are not numbers"),
+    Case("expmap-table-only", lambda d: _table_only(d), xf.io.read_expmap, E,
+         "no image HDU with data"),
 ]
+
+
+def expmap(d, image=None, **keys):
+    """An exposure map (8 × 8, 4″ pixels, 0.5–2 keV) with header keywords changed (None:
+    removed); a 3-D ``image`` is written as it is."""
+    img = np.full((8, 8), 500.0) if image is None else np.asarray(image, float)
+    w = xf.io.make_wcs((RA0, DEC0), 4.0, (8, 8))
+    hdu = fits.PrimaryHDU(img, header=w.to_header())
+    hdu.header.update({"BUNIT": "s", "PI_MIN": 500, "PI_MAX": 2000})
+    for k, v in keys.items():
+        if v is None:
+            hdu.header.remove(k, ignore_missing=True)
+        else:
+            hdu.header[k] = v
+    p = d / "expmap.fits"
+    hdu.writeto(p)
+    return p
 
 
 def _gzip(p, keep=1.0):

@@ -25,6 +25,18 @@ from .events import (
     write_events,
 )
 from .export import ExportError, spectrum_paths, write_fits_cube, write_spectrum
+from .exposure import (
+    area_from_expmaps,
+    expmap_on_grid,
+    in_intervals,
+    intersect_intervals,
+    interval_length,
+    merge_intervals,
+    pixel_exposure,
+    read_expmap,
+    read_gti,
+    write_expmap,
+)
 from .grid import (
     as_wcs,
     check_alignment,
@@ -46,4 +58,6 @@ __all__ = [
     "psf_from_fits", "psf_on_grid", "read_psf_images", "resample_psf", "write_psf",
     "response_from_rmf", "area_on_grid", "split_rsp", "overlap_matrix", "from_files",
     "write_fits_cube", "write_spectrum", "spectrum_paths", "ExportError",
+    "read_gti", "merge_intervals", "intersect_intervals", "interval_length", "in_intervals",
+    "pixel_exposure", "read_expmap", "write_expmap", "expmap_on_grid", "area_from_expmaps",
 ]

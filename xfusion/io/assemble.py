@@ -17,6 +17,7 @@ import xarray as xr
 from ..problem import ProblemError, make_problem
 from ._fits import FileFormatError
 from .events import read_events
+from .exposure import area_from_expmaps
 from .grid import as_wcs, check_alignment, grid_rotation, pixel_scale, subdivide_wcs
 from .ogip import read_arf, read_rmf
 from .psf import psf_from_fits
@@ -38,6 +39,12 @@ def _name(da, default: str) -> str:
     if isinstance(da, (str, os.PathLike)):
         return os.fspath(da)
     return str(getattr(da, "attrs", {}).get("filename") or default)
+
+
+def _names(maps) -> str:
+    """File names of one or several exposure maps, comma separated (for the problem's attrs)."""
+    seq = [maps] if isinstance(maps, (str, os.PathLike, xr.DataArray)) else list(maps)
+    return ", ".join(_name(m, "array") for m in seq)
 
 
 def _check_cover(lo, hi, edges, where: str, what: str) -> None:
@@ -257,6 +264,96 @@ def _z_grid(wY, shape_Y: tuple[int, int], wcs, shape, pixel_size: float | None):
     return wZ, tuple(int(s) for s in shape)
 
 
+def _area_on_z(arf, E: np.ndarray, shape_Z: tuple[int, int], y: np.ndarray, x: np.ndarray,
+               what: str) -> np.ndarray:
+    """An effective area on Z's grid: (L,) from an ARF (path, 1-D DataArray or array), or
+    (L, M, N) from an (energy, y, x) area (DataArray or array).
+
+    A 3-D DataArray whose first dim is ``energy_true`` (or ``energy`` with ``energy_lo``/
+    ``energy_hi`` coordinates on another grid) is averaged over each Z bin like an ARF; its
+    spatial dims must be ``('y', 'x')`` of Z's shape (and, if it has ``y``/``x`` coordinates,
+    Z's pixel centres). A plain 3-D array must be (L, M, N).
+    """
+    L, (M, N) = E.size - 1, shape_Z
+    ndim = getattr(arf, "ndim", None) if not isinstance(arf, (str, os.PathLike)) else 1
+    if ndim is None:
+        arf = np.asarray(arf, float)
+        ndim = arf.ndim
+    if ndim != 3:
+        if isinstance(arf, np.ndarray):
+            if arf.shape != (L,):
+                raise ProblemError(f"{what}: shape {arf.shape}, expected ({L},) on Z's energies "
+                                   f"or ({L}, {M}, {N}) = (energy, y, x)")
+            return arf
+        return area_on_grid(arf, E).values
+    if not isinstance(arf, xr.DataArray):
+        a = np.asarray(arf, float)
+        if a.shape != (L, M, N):
+            raise ProblemError(f"{what}: (energy, y, x) area of shape {a.shape}, expected "
+                               f"({L}, {M}, {N}) = Z's (energy, y, x)")
+        return a
+    if tuple(arf.dims[1:]) != ("y", "x") or arf.dims[0] not in ("energy", "energy_true"):
+        raise ProblemError(f"{what}: dims {arf.dims}, expected ('energy' or 'energy_true', 'y', "
+                           f"'x')")
+    if arf.shape[1:] != (M, N):
+        raise ProblemError(f"{what}: spatial shape {arf.shape[1:]}, expected Z's ({M}, {N})")
+    for dim, centres in (("y", y), ("x", x)):
+        if dim in arf.coords and not np.allclose(arf[dim].values, centres, rtol=0,
+                                                 atol=1e-6 * max(1.0, np.ptp(centres))):
+            raise ProblemError(f"{what}: {dim} coordinates differ from Z's pixel centres "
+                               f"(arcsec offsets from the image centre)")
+    a = np.asarray(arf.values, float)
+    if "energy_lo" in arf.coords and "energy_hi" in arf.coords:
+        where = _name(arf, what)
+        W = _true_energy_weights(arf, E, where, f"{what} energies (energy_lo–energy_hi)")
+        return np.tensordot(W, a, axes=1)
+    if arf.shape[0] != L:
+        raise ProblemError(f"{what}: {arf.shape[0]} energies, expected Z's {L} (or give "
+                           f"energy_lo/energy_hi coordinates to average over Z's bins)")
+    return a
+
+
+def _area_with_exposure(area: np.ndarray, arf, counts: xr.DataArray, expmap, E: np.ndarray,
+                        wZ, shape_Z: tuple[int, int], what: str) -> np.ndarray:
+    """Fold exposure maps, or the per-pixel exposure of the events' CCDs, into an area.
+
+    ``expmap`` given: :func:`xfusion.io.area_from_expmaps` (a 1-D area only). Else a cube
+    with an ``exposure_map`` coordinate (:func:`xfusion.io.read_events`, per-CCD exposure):
+    ``A(E) · t(p) / t`` (Y's map is on Y's pixels: each Z pixel takes its Y pixel's).
+    """
+    t = float(counts.attrs["exposure"])
+    if expmap is not None:
+        if area.ndim != 1:
+            raise ProblemError(f"{what} is already an (energy, y, x) area; exposure maps would "
+                               f"count the exposure twice (give a 1-D ARF)")
+        src = (read_arf(arf) if isinstance(arf, (str, os.PathLike)) else
+               arf if isinstance(arf, xr.DataArray) else None)
+        return area_from_expmaps(expmap, area, t, E, wZ, shape_Z, arf=src, name=what)
+    if "exposure_map" not in counts.coords:
+        return area
+    if area.ndim != 1:
+        raise ProblemError(f"{what} is an (energy, y, x) area, and the events' CCDs differ in "
+                           f"exposure (exposure_map); give a 1-D ARF or pass exposure= in "
+                           f"options")
+    rel = np.asarray(counts["exposure_map"].values, float) / t
+    M, N = shape_Z
+    if rel.shape != (M, N):
+        rel = np.repeat(np.repeat(rel, M // rel.shape[0], axis=0), N // rel.shape[1], axis=1)
+    return area[:, None, None] * rel[None]
+
+
+def _zero_area_counts(X: xr.DataArray, area: np.ndarray, what: str) -> None:
+    """Warn when counts fall in pixels the area (exposure map) leaves at zero."""
+    if area.ndim != 3:
+        return
+    dead = ~area.any(axis=0)
+    n = int(np.asarray(X.values)[:, dead].sum()) if dead.any() else 0
+    if n:
+        warnings.warn(f"{what}: {n} counts fall in {int(dead.sum())} pixels of zero exposure "
+                      f"(exposure map misaligned with the events, or made for other CCDs?); they "
+                      f"are not explained by the model", UserWarning, stacklevel=3)
+
+
 def _psf_on_grid(psf_Y, step: float, E: np.ndarray, shape_Z, psf_size, psf_rotation: float,
                  psf_pixel_size) -> tuple[np.ndarray, str]:
     """Y's PSF on Z's pixels (read from FITS if a path), cropped to twice Z's image, and its
@@ -300,6 +397,8 @@ def from_files(
     psf_rotation: float = 0.0,
     psf_size: int | None = None,
     psf_pixel_size: float | None = None,
+    expmap_X=None,
+    expmap_Y=None,
 ) -> xr.Dataset:
     """Assemble a fusion problem from event files and calibration files.
 
@@ -311,8 +410,11 @@ def from_files(
     rmf_X : path or DataArray
         X's redistribution matrix (``MATRIX``), or a full response (``SPECRESP MATRIX``) when
         ``arf_X`` is None: its area is then split off (:func:`split_rsp`).
-    arf_X, arf_Y : path or DataArray
-        Effective areas (``arf_Y`` required).
+    arf_X, arf_Y : path, DataArray or array
+        Effective areas (``arf_Y`` required): an ARF (1-D, averaged over Z's energy bins), or an
+        (energy, y, x) area on Z's pixels (a DataArray with dims ``('energy' or 'energy_true',
+        'y', 'x')``, averaged over Z's bins when it has ``energy_lo``/``energy_hi``, or an
+        array of shape (L, M, N)); refused, naming the shapes, if it does not fit Z's grid.
     psf_Y : path, array or DataArray
         Y's PSF: a FITS file (resampled on Z's pixels by :func:`xfusion.io.psf_from_fits`,
         energy-dependent when it holds several energies) or an array on Z's pixels. A kernel
@@ -345,6 +447,13 @@ def from_files(
         is in Y's detector frame, which Z's grid follows).
     psf_size, psf_pixel_size : optional
         Passed to :func:`xfusion.io.psf_from_fits`.
+    expmap_X, expmap_Y : path, DataArray or sequence of them, optional
+        Exposure maps (XMM-SAS ``eexpmap`` in s, one per energy band; Chandra ``mkexpmap`` in
+        cm² s; :func:`xfusion.io.read_expmap`), resampled onto Z's grid through their WCS:
+        the area becomes (energy, y, x), ``ARF(E) · map(E, p) / t``
+        (:func:`xfusion.io.area_from_expmaps`). The ARF must then be the on-axis area without
+        vignetting. Without a map, an X whose events fall on CCDs of different live times
+        (``exposure_map`` of :func:`xfusion.io.read_events`) gets ``ARF(E) · t(p) / t``.
 
     Returns
     -------
@@ -381,8 +490,11 @@ def from_files(
     step = pixel_scale(wZ)[1]
 
     R = response_from_rmf(rmf_X, E, C)
-    aX = area_on_grid(arf_X, E)
-    aY = area_on_grid(arf_Y, E)
+    aX = _area_on_z(arf_X, E, shape_Z, Xc["y"].values, Xc["x"].values, "arf_X")
+    aY = _area_on_z(arf_Y, E, shape_Z, Xc["y"].values, Xc["x"].values, "arf_Y")
+    aX = _area_with_exposure(aX, arf_X, Xc, expmap_X, E, wZ, shape_Z, "arf_X")
+    aY = _area_with_exposure(aY, arf_Y, Yc, expmap_Y, E, wZ, shape_Z, "arf_Y")
+    _zero_area_counts(Xc, aX, "X")
     psf_arr, psf_src = _psf_on_grid(psf_Y, step, E, shape_Z, psf_size, psf_rotation,
                                     psf_pixel_size)
 
@@ -391,10 +503,12 @@ def from_files(
         "rmf_X": _name(rmf_X, "array"), "arf_X": _name(arf_X, "array"),
         "arf_Y": _name(arf_Y, "array"), "psf_Y": psf_src,
         "instrument_X": Xc.attrs["instrument"], "instrument_Y": Yc.attrs["instrument"],
+        **{f"expmap_{k}": _names(m) for k, m in (("X", expmap_X), ("Y", expmap_Y))
+           if m is not None},
         "rotation": grid_rotation(wZ), "pixel_size": step,
     }
     ds = make_problem(
-        Xc.values, Yc.values, R.values, psf_arr, aX.values, aY.values,
+        Xc.values, Yc.values, R.values, psf_arr, aX, aY,
         exposure_X=Xc.attrs["exposure"], exposure_Y=Yc.attrs["exposure"],
         energy_edges=E, y=Xc["y"].values, x=Xc["x"].values, pixel_size=step,
         energy_coarse=0.5 * (C[1:] + C[:-1]), wcs_header=Xc.attrs["wcs"], attrs=attrs,

@@ -15,7 +15,10 @@ The counts cube is a :class:`xarray.DataArray` with dims ``('energy', 'y', 'x')`
 centres and edges (``energy_lo``, ``energy_hi``, keV) as coordinates, ``y``/``x`` as offsets in
 arcsec from the image centre, and attrs ``wcs`` (celestial FITS header string of the image),
 ``exposure`` (s), ``exposure_keyword``, ``pixel_size`` (arcsec), ``telescope``, ``instrument``,
-``filename`` and event counts before/after selection.
+``filename`` and event counts before/after selection. EPIC exposures are read per CCD
+(``CCDNR``, ``LIVETInn``) and events are screened by the good time intervals
+(:mod:`xfusion.io.exposure`); a cube whose events come from CCDs of different live times has an
+``exposure_map`` (y, x) coordinate (s).
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ from ._fits import (
     open_fits,
     to_unit,
     write_atomic,
+)
+from .exposure import (
+    file_gtis,
+    in_intervals,
+    intersect_intervals,
+    interval_length,
+    merge_intervals,
+    pixel_exposure,
+    read_gti,
 )
 from .grid import as_wcs, grid_rotation, make_wcs, offsets, pixel_scale
 
@@ -146,6 +158,13 @@ def _exposure(path: str, headers, exposure: float | None) -> tuple[float, str]:
             )
         if vals:
             k, v = max(vals, key=lambda kv: kv[1])
+            if len({val for _, val in vals}) > 1:
+                warnings.warn(
+                    f"{path}: the per-CCD exposures differ "
+                    f"({', '.join(f'{kk} = {vv:.6g}' for kk, vv in vals)}) and the events carry no "
+                    f"CCDNR column to tell which CCDs they fall on; taking the largest, {k} = "
+                    f"{v:.6g} s: pass exposure= (seconds) if the field is on another CCD",
+                    UserWarning, stacklevel=4)
             return v, k
     raise FileFormatError(
         f"{path}: no exposure keyword ({', '.join(_EXPOSURE_KEYS)}, LIVETInn or ONTIMEnn) in the "
@@ -271,10 +290,11 @@ def _bin(iy: np.ndarray, ix: np.ndarray, ie: np.ndarray, shape3) -> np.ndarray:
 
 
 def _events_meta(path: str, hdu, prim, instrument: str | None,
-                 exposure: float | None) -> tuple[str, int, dict]:
+                 exposure: float | None, hdul=None) -> tuple[str, int, dict]:
     """Layout, number of events and the cube's starting attrs of an events table.
 
-    Refuses an unknown ``instrument`` and an empty event list; reads the exposure.
+    Refuses an unknown ``instrument`` and an empty event list; reads the exposure (left to
+    :func:`_selected_exposure` when the exposure is per CCD: ``meta['per_ccd']``).
     """
     h = hdu.header
     layout = (instrument or detect_instrument(h if "INSTRUME" in h else prim)).lower()
@@ -284,14 +304,204 @@ def _events_meta(path: str, hdu, prim, instrument: str | None,
     n_all = 0 if hdu.data is None else len(hdu.data)
     if n_all == 0:
         raise FileFormatError(f"{path}: the event list {hdu.name!r} is empty (no events)")
-    t_exp, exp_key = _exposure(path, ((hdu.name, h), ("primary", prim)), exposure)
+    per_ccd = hdul is not None and _per_ccd(hdul, hdu, prim, layout, exposure)
+    if per_ccd:
+        t_exp, exp_key = None, None  # per CCD, once the events are selected
+    else:
+        t_exp, exp_key = _exposure(path, ((hdu.name, h), ("primary", prim)), exposure)
     meta = {
         "telescope": str(h.get("TELESCOP", prim.get("TELESCOP", ""))),
         "instrument": str(h.get("INSTRUME", prim.get("INSTRUME", ""))),
         "filename": path, "layout": layout, "exposure": t_exp, "exposure_keyword": exp_key,
         "n_events": int(n_all),
     }
+    if per_ccd:
+        meta["per_ccd"] = True
     return layout, n_all, meta
+
+
+_CCD_KEY = re.compile(r"(LIVETI|ONTIME)\d\d")
+
+
+def _per_ccd(hdul, hdu, prim, layout: str, exposure) -> bool:
+    """Whether the exposure is read per CCD: an EPIC list with a ``CCDNR`` column and per-CCD
+    ``LIVETInn``/``ONTIMEnn`` keywords or ``STDGTInn`` extensions, and no ``exposure=``."""
+    if exposure is not None or layout != "epic":
+        return False
+    if "CCDNR" not in [c.name.upper() for c in hdu.columns]:
+        return False
+    if any(_CCD_KEY.fullmatch(k) for hh in (hdu.header, prim) for k in hh):
+        return True
+    return any(re.fullmatch(r"STDGTI\d\d", str(x.name).upper()) for x in hdul[1:])
+
+
+def _time_selection(time_range, gti_file) -> np.ndarray | None:
+    """The user's time selection as merged intervals (``time_range`` ∩ ``gti_file``), or None."""
+    sel = None
+    if time_range is not None:
+        a = np.asarray(time_range, dtype=float)
+        a = a.reshape(1, -1) if a.ndim == 1 else a
+        if a.ndim != 2 or a.shape[1] != 2 or np.isnan(a).any() or (a[:, 1] <= a[:, 0]).any():
+            raise ValueError(f"time_range must be (start, stop) or a sequence of (start, stop) "
+                             f"pairs with start < stop (s), got {time_range!r}")
+        sel = merge_intervals(a)
+    if gti_file is not None:
+        g = read_gti(gti_file)
+        sel = g if sel is None else intersect_intervals(sel, g)
+    if sel is not None and not len(sel):
+        raise ValueError(f"the time selection is empty (time_range={time_range!r}, "
+                         f"gti_file={gti_file!r} do not overlap)")
+    return sel
+
+
+def _time_cuts(hdul, hdu, path: str, meta: dict, keep: np.ndarray, cuts: list,
+               sel: np.ndarray | None) -> tuple[dict, np.ndarray | None]:
+    """Drop (in ``keep``) the events outside the file's GTIs and outside the selection ``sel``.
+
+    An EPIC event of CCD ``c`` (``CCDNR``) is checked against ``STDGTIcc`` (else the file's
+    ``GTI``/``STDGTI``); without ``CCDNR``, against ``GTI``/``STDGTI`` or the union of the
+    ``STDGTInn``. Returns the file's GTIs and the ``CCDNR`` column (per-CCD mode) or None.
+    """
+    gtis = file_gtis(hdul, path)
+    has_ccd = (meta["layout"] == "epic"
+               and "CCDNR" in [c.name.upper() for c in hdu.columns])
+    ccd = np.asarray(column(hdu, "CCDNR", path)).astype(np.int64) if has_ccd else None
+    per_ccd = ccd if meta.get("per_ccd") else None
+    if not gtis and sel is None:
+        return gtis, per_ccd
+    time = np.asarray(column(hdu, "TIME", path), dtype=float)
+    if gtis:
+        good = np.zeros(time.size, bool)
+        if ccd is None or not any(k is not None for k in gtis):
+            common = gtis.get(None)
+            if common is None:
+                common = merge_intervals(np.concatenate(list(gtis.values())))
+            good = in_intervals(time, common)
+        else:
+            for c in np.unique(ccd[keep]):
+                on = ccd == c
+                g = gtis.get(int(c), gtis.get(None))
+                good[on] = True if g is None else in_intervals(time[on], g)
+        keep &= good
+        cuts.append(("in GTIs", int(keep.sum())))
+    if sel is not None:
+        keep &= in_intervals(time, sel)
+        cuts.append((f"in time selection ({len(sel)} interval{'s' * (len(sel) > 1)}, "
+                     f"{interval_length(sel):.6g} s)", int(keep.sum())))
+    return gtis, per_ccd
+
+
+def _header_value(path: str, headers, key: str) -> float | None:
+    """Keyword ``key`` of the first header holding it, checked positive; None when absent."""
+    for where, h in headers:
+        if h is not None and key in h:
+            return _positive_exposure(path, key, h[key], where)
+    return None
+
+
+def _live_fraction(path: str, headers) -> tuple[float | None, str]:
+    """``LIVETIME / ONTIME`` of the headers, or None when either is absent."""
+    live, on = _header_value(path, headers, "LIVETIME"), _header_value(path, headers, "ONTIME")
+    if live is None or on is None:
+        return None, ""
+    return live / on, "LIVETIME/ONTIME"
+
+
+def _ccd_exposure(path: str, headers, c: int, gtis: dict,
+                  sel: np.ndarray | None) -> tuple[float, str]:
+    """Exposure (s) of CCD ``c`` and where it came from.
+
+    Whole observation: ``LIVETIcc``, else ``ONTIMEcc`` or the length of ``STDGTIcc`` times the
+    global ``LIVETIME/ONTIME``. Time selection ``S``: ``|GTI_c ∩ S|`` times the CCD's live
+    fraction ``LIVETIcc/ONTIMEcc`` (else ``LIVETIcc/|GTI_c|``, else ``LIVETIME/ONTIME``).
+    """
+    n = f"{c:02d}"
+    live = _header_value(path, headers, f"LIVETI{n}")
+    on = _header_value(path, headers, f"ONTIME{n}")
+    g = gtis.get(c, gtis.get(None))
+    gname = f"STDGTI{n}" if c in gtis else "GTI"
+    frac, fsrc = _live_fraction(path, headers)
+    if sel is None:
+        if live is not None:
+            return live, f"LIVETI{n}"
+        base, src = ((on, f"ONTIME{n}") if on is not None else
+                     (interval_length(g), f"|{gname}|") if g is not None else (None, None))
+        if base is None:
+            raise FileFormatError(f"{path}: events on CCD {c} (CCDNR), but no LIVETI{n}, "
+                                  f"ONTIME{n} or STDGTI{n} to give its exposure; pass exposure= "
+                                  f"(seconds)")
+        return (base * frac, f"{src} × {fsrc}") if frac else (base, f"{src} (no live fraction)")
+    if g is None:
+        raise FileFormatError(f"{path}: a time selection needs CCD {c}'s good time intervals "
+                              f"(STDGTI{n} or GTI extension), which the file does not have; pass "
+                              f"exposure= (seconds)")
+    length = interval_length(intersect_intervals(g, sel))
+    if live is not None and on is not None:
+        f, fsrc = live / on, f"LIVETI{n}/ONTIME{n}"
+    elif live is not None:
+        f, fsrc = live / interval_length(g), f"LIVETI{n}/|{gname}|"
+    elif frac is None:
+        f, fsrc = 1.0, "1 (no live fraction)"
+    else:
+        f = frac
+    return length * f, f"|{gname} ∩ selection| × {fsrc}"
+
+
+def _selected_exposure(path: str, hdu, prim, meta: dict, gtis: dict, ccd, sel,
+                       keep: np.ndarray) -> np.ndarray | None:
+    """The exposure of the selected events.
+
+    Per-CCD mode: returns each kept event's CCD and records each CCD's exposure in
+    ``meta['_ccd_exposure']`` (the cube's exposure, scalar or per pixel, is set when binning:
+    :func:`_ccd_cube_exposure`). Otherwise,
+    with a time selection ``S`` (and no ``exposure=``), ``meta['exposure']`` becomes
+    ``|GTI ∩ S|`` times ``LIVETIME/ONTIME`` (else times ``exposure / |GTI|``); returns None.
+    """
+    headers = ((hdu.name, hdu.header), ("primary", prim))
+    if ccd is None:
+        if sel is None or meta["exposure_keyword"] == "user":
+            return None
+        g = gtis.get(None)
+        if g is None and gtis:
+            g = merge_intervals(np.concatenate(list(gtis.values())))
+        if g is None:
+            raise FileFormatError(f"{path}: a time selection needs the file's good time intervals "
+                                  f"(GTI, STDGTI or STDGTInn extension), and it has none; pass "
+                                  f"exposure= (seconds)")
+        frac, fsrc = _live_fraction(path, headers)
+        if frac is None:
+            frac = meta["exposure"] / interval_length(g)
+            fsrc = f"{meta['exposure_keyword']}/|GTI|"
+        meta["exposure"] = interval_length(intersect_intervals(g, sel)) * frac
+        meta["exposure_keyword"] = f"|GTI ∩ selection| × {fsrc}"
+        return None
+    cs = [int(c) for c in np.unique(ccd[keep])]
+    meta["_ccd_exposure"] = {c: _ccd_exposure(path, headers, c, gtis, sel) for c in cs}
+    return ccd[keep]
+
+
+def _ccd_cube_exposure(meta: dict, ccd_event: np.ndarray, iy: np.ndarray, ix: np.ndarray,
+                       shape) -> np.ndarray | None:
+    """Per-CCD mode: the cube's ``exposure`` and ``exposure_keyword`` from the binned events'
+    CCDs (the reference CCD is the one holding the most of them, the lowest number on a tie),
+    ``ccds``/``ccd_exposures``/``ccd_exposure_keywords``, and the per-pixel exposure map (None
+    when those CCDs share one exposure)."""
+    found = meta.pop("_ccd_exposure")
+    cs, n = np.unique(ccd_event, return_counts=True)
+    ref = int(cs[np.argmax(n)])
+    meta["ccds"] = [int(c) for c in cs]
+    meta["ccd_exposures"] = [found[c][0] for c in meta["ccds"]]
+    meta["ccd_exposure_keywords"] = [found[c][1] for c in meta["ccds"]]
+    lut = np.zeros(int(cs.max()) + 1)
+    for c in meta["ccds"]:
+        lut[c] = found[c][0]
+    emap, _ = pixel_exposure(iy, ix, lut[ccd_event], shape)
+    meta["exposure"] = float(found[ref][0])
+    meta["exposure_keyword"] = found[ref][1]
+    if emap is not None:
+        meta["exposure_keyword"] += (f" (CCD {ref}, the reference; per pixel from CCDs "
+                                     f"{', '.join(map(str, meta['ccds']))}: exposure_map)")
+    return emap
 
 
 def _valid_events(hdu, path: str, layout: str, energy: np.ndarray, ecol: str, x_col: str,
@@ -385,12 +595,12 @@ def _sky_columns(hdu, path: str, layout: str, keep: np.ndarray, x_col: str, y_co
 
 
 def _default_shape(path: str, c, pixel_size: float, lon: np.ndarray, lat: np.ndarray,
-                   ie: np.ndarray, edges: np.ndarray, meta: dict):
+                   ie: np.ndarray, edges: np.ndarray, meta: dict, ccd_event=None):
     """The default grid's shape about ``c``, leaving out events far outside the field.
 
-    Returns ``(shape, lon, lat, ie)`` of the events kept; sets ``meta['n_outside_field']``, warns
-    (at :func:`read_events`' caller) when events are left out and refuses a grid above
-    :data:`MAX_AUTO_VOXELS`.
+    Returns ``(shape, lon, lat, ie, ccd_event)`` of the events kept; sets
+    ``meta['n_outside_field']``, warns (at :func:`read_events`' caller) when events are left out
+    and refuses a grid above :data:`MAX_AUTO_VOXELS`.
     """
     probe = make_wcs(c, pixel_size, (1, 1))
     px, py = probe.wcs_world2pix(lon, lat, 0)
@@ -411,6 +621,7 @@ def _default_shape(path: str, c, pixel_size: float, lon: np.ndarray, lat: np.nda
             f"centre, these out to {r_far / 3600:.3g}°) and are left out of the default "
             f"grid; pass shape= or wcs= to bin them", UserWarning, stacklevel=3)
         lon, lat, ie, r = lon[~far], lat[~far], ie[~far], r[~far]
+        ccd_event = None if ccd_event is None else ccd_event[~far]
     half = int(np.ceil(r.max() + 0.5))
     shape = (2 * half + 1, 2 * half + 1)
     voxels = (edges.size - 1) * shape[0] * shape[1]
@@ -420,15 +631,17 @@ def _default_shape(path: str, c, pixel_size: float, lon: np.ndarray, lat: np.nda
             f"× {edges.size - 1} energies, {voxels * 8 / 2**30:.3g} GiB) exceeds "
             f"MAX_AUTO_VOXELS = {MAX_AUTO_VOXELS}; pass shape= or wcs= for an explicit "
             f"grid, or a larger pixel_size")
-    return shape, lon, lat, ie
+    return shape, lon, lat, ie, ccd_event
 
 
 def _bin_sky(path: str, tw: WCS, shape, lon: np.ndarray, lat: np.ndarray, ie: np.ndarray,
-             edges: np.ndarray, meta: dict) -> xr.DataArray:
+             edges: np.ndarray, meta: dict, ccd_event=None) -> xr.DataArray:
     """Bin events at ``(lon, lat)`` with energy bins ``ie`` on the image grid ``tw``.
 
     Refuses a grid that no event falls in; warns (at :func:`read_events`' caller) for
-    non-square pixels.
+    non-square pixels. With ``ccd_event`` (each event's CCD, per-CCD mode) the cube's exposure
+    is the reference CCD's and, when the binned events' CCDs differ in exposure, an
+    ``exposure_map`` (y, x) coordinate holds each pixel's (:func:`xfusion.io.pixel_exposure`).
     """
     ny, nx = (int(s) for s in shape)
     px, py = tw.wcs_world2pix(lon, lat, 0)
@@ -443,7 +656,14 @@ def _bin_sky(path: str, tw: WCS, shape, lon: np.ndarray, lat: np.ndarray, ie: np
     if abs(sy - sx) > 1e-6 * sx:
         warnings.warn(f"{path}: non-square pixels ({sy:g}″ × {sx:g}″); y/x offsets use x's",
                       UserWarning, stacklevel=3)
-    return _cube(counts, edges, tw, (ny, nx), sx, meta, "counts")
+    emap = None
+    if ccd_event is not None:
+        emap = _ccd_cube_exposure(meta, ccd_event[inside], iy[inside], ix[inside], (ny, nx))
+    da = _cube(counts, edges, tw, (ny, nx), sx, meta, "counts")
+    if emap is not None:
+        da = da.assign_coords(exposure_map=(("y", "x"), emap, {
+            "units": "s", "long_name": "exposure of the CCD(s) each pixel's events fall on"}))
+    return da
 
 
 def read_events(
@@ -467,6 +687,8 @@ def read_events(
     event_wcs=None,
     exposure: float | None = None,
     extension: str = "EVENTS",
+    time_range=None,
+    gti_file=None,
 ) -> xr.DataArray:
     """Read an event list and bin it into a counts cube (energy, y, x).
 
@@ -524,10 +746,21 @@ def read_events(
         Generic: celestial WCS of the (x, y) column values, with pixel coordinate = column value
         (FITS, 1-based convention); default from ``TC*n``/``REF*`` keywords.
     exposure : float, optional
-        Exposure (s), overriding the header (``EXPOSURE``, ``LIVETIME``, ``ONTIME``, then the
-        largest ``LIVETInn``/``ONTIMEnn``).
+        Exposure (s), overriding the header and the per-CCD live times (events are still
+        screened by the GTIs and ``time_range``). Default, EPIC with a ``CCDNR`` column and
+        per-CCD ``LIVETInn``/``ONTIMEnn`` keywords or ``STDGTInn`` extensions: the exposure of
+        the CCD(s) the selected events fall on (``LIVETInn``; see Notes). Otherwise ``EXPOSURE``,
+        ``LIVETIME``, ``ONTIME`` of the EVENTS or primary header, then ``LIVETInn``/``ONTIMEnn``
+        (the largest, with a warning when they differ, since nothing says which CCD the events
+        are on).
     extension : str
         Name of the events table.
+    time_range : (start, stop) or sequence of (start, stop), optional
+        Keep only events with ``start <= TIME < stop`` (s, the file's time system) in one of
+        the intervals; the exposure becomes the selected good time (see Notes).
+    gti_file : path, optional
+        A GTI file (:func:`xfusion.io.read_gti`: ``START``/``STOP`` table, e.g. from
+        ``tabgtigen``) to select on, intersected with ``time_range``.
 
     Returns
     -------
@@ -540,8 +773,12 @@ def read_events(
     FileFormatError
         A truncated or corrupt file, missing extension or column, wrong units, no sky WCS, no
         exposure or an exposure keyword that is zero, negative or not a number, an empty event
-        list, no event left after selection (the message gives the count after each cut), or a
-        default grid above :data:`MAX_AUTO_VOXELS`.
+        list, no event left after selection (the message gives the count after each cut), a
+        default grid above :data:`MAX_AUTO_VOXELS`, a time selection on a file without GTIs,
+        or events on a CCD with no live time, on-time or GTI of its own.
+    ValueError
+        A ``time_range`` that is not (start, stop) pairs with start < stop, or a selection that
+        ``gti_file`` leaves empty.
 
     Warns
     -----
@@ -551,6 +788,24 @@ def read_events(
         :data:`SKY_NULL` or outside ``TLMINn``..``TLMAXn`` (the message counts them by cause;
         ``attrs['n_invalid']`` holds their number), and when the default grid leaves out events
         far outside the field (see ``shape``).
+
+    Notes
+    -----
+    **Good time intervals.** Events outside the file's GTIs are dropped (``STDGTInn`` for the
+    events of CCD ``nn``, else ``GTI``/``STDGTI``; without a ``CCDNR`` column the union of the
+    ``STDGTInn``), as are events outside ``time_range``/``gti_file``.
+
+    **Per-CCD exposure** (EPIC): CCD ``c`` is exposed for ``LIVETIcc`` s (else ``ONTIMEcc`` or
+    ``|STDGTIcc|`` times ``LIVETIME/ONTIME``). With a time selection S it is
+    ``|GTI_c ∩ S| · LIVETIcc/ONTIMEcc``. The cube's ``exposure`` is that of the CCD holding
+    the most binned events (``attrs['ccds']``, ``attrs['ccd_exposures']`` list them all); when
+    the events' CCDs differ in exposure, an ``exposure_map`` (y, x) coordinate gives each
+    pixel's exposure (s): the mean over its events' CCDs, and for a pixel without events that
+    of the nearest pixel with events (:func:`xfusion.io.pixel_exposure`).
+    :func:`xfusion.io.from_files` folds ``exposure_map / exposure`` into X's effective area.
+
+    **Time selection without per-CCD keywords**: ``|GTI ∩ S|`` times ``LIVETIME/ONTIME`` (else
+    times the header exposure over ``|GTI|``). A selection on a file without GTIs is refused.
     """
     path = fspath(path)
     edges = _edges(energy_edges)
@@ -558,7 +813,8 @@ def read_events(
         hdu = get_table(hdul, path, (extension,), f"{extension} (event list)")
         h = hdu.header
         prim = hdul[0].header
-        layout, n_all, meta = _events_meta(path, hdu, prim, instrument, exposure)
+        sel = _time_selection(time_range, gti_file)
+        layout, n_all, meta = _events_meta(path, hdu, prim, instrument, exposure, hdul)
         ecol = "PI" if layout in ("epic", "resolve") else energy_col
         energy = _energy_keV(hdu, ecol, path, layout, energy_unit)
         keep, cuts = _valid_events(hdu, path, layout, energy, ecol, x_col, y_col, n_all, meta)
@@ -566,12 +822,15 @@ def read_events(
             _epic_cuts(hdu, path, meta, keep, cuts, pattern_max, flag_mask)
         if layout == "resolve":
             pix = _resolve_cuts(hdu, path, keep, cuts, itype, exclude_pixels)
+        gtis, ccd = _time_cuts(hdul, hdu, path, meta, keep, cuts, sel)
         ie = _energy_cut(path, edges, energy, keep, cuts, n_all, meta)
+        ccd_event = _selected_exposure(path, hdu, prim, meta, gtis, ccd, sel, keep)
 
         if layout == "resolve":
             return _resolve_cube(path, h, prim, pix[keep], ie[keep], edges, meta, wcs,
                                  pixel_size, pixel_map, exclude_pixels)
         xs, ys, ew = _sky_columns(hdu, path, layout, keep, x_col, y_col, event_wcs)
+    meta.pop("per_ccd", None)
     ie = ie[keep]
     lon, lat = ew.wcs_pix2world(xs, ys, 1)
     if wcs is not None:
@@ -585,9 +844,10 @@ def read_events(
             raise ValueError("pixel_size= (arcsec) or wcs= is needed to bin EPIC/generic events")
         c = centre if centre is not None else tuple(ew.wcs.crval)
         if shape is None:
-            shape, lon, lat, ie = _default_shape(path, c, pixel_size, lon, lat, ie, edges, meta)
+            shape, lon, lat, ie, ccd_event = _default_shape(path, c, pixel_size, lon, lat, ie,
+                                                            edges, meta, ccd_event)
         tw = make_wcs(c, pixel_size, shape)
-    return _bin_sky(path, tw, shape, lon, lat, ie, edges, meta)
+    return _bin_sky(path, tw, shape, lon, lat, ie, edges, meta, ccd_event)
 
 
 def _pixel_positions(pixel_map) -> dict[int, tuple[int, int]]:
@@ -770,12 +1030,15 @@ def _extra_columns(columns: Mapping[str, np.ndarray] | None) -> list[fits.Column
     return cols
 
 
-def _events_hdulist(cols: list[fits.Column], hdr: dict, exposure: float,
-                    header: Mapping | None) -> fits.HDUList:
-    """Primary HDU and ``EVENTS`` table with the exposure, layout and user keywords."""
+def _events_hdulist(cols: list[fits.Column], hdr: dict, exposure: float | None,
+                    header: Mapping | None, gti=None) -> fits.HDUList:
+    """Primary HDU, ``EVENTS`` table with the exposure, layout and user keywords, and the GTI
+    extensions (:func:`_gti_hdus`)."""
     hdu = fits.BinTableHDU.from_columns(cols, name="EVENTS")
-    hdr.update({"EXPOSURE": float(exposure), "LIVETIME": float(exposure),
-                "ONTIME": float(exposure), "HDUCLASS": "OGIP", "HDUCLAS1": "EVENTS"})
+    if exposure is not None:
+        hdr.update({"EXPOSURE": float(exposure), "LIVETIME": float(exposure),
+                    "ONTIME": float(exposure)})
+    hdr.update({"HDUCLASS": "OGIP", "HDUCLAS1": "EVENTS"})
     hdr.update(dict(header or {}))
     for k, v in hdr.items():
         hdu.header[k] = v
@@ -784,7 +1047,29 @@ def _events_hdulist(cols: list[fits.Column], hdr: dict, exposure: float,
         if k in hdr:
             prim.header[k] = hdr[k]
     prim.header["CREATOR"] = "xfusion.io"
-    return fits.HDUList([prim, hdu])
+    return fits.HDUList([prim, hdu, *_gti_hdus(gti)])
+
+
+def _gti_hdus(gti) -> list[fits.BinTableHDU]:
+    """GTI tables: ``GTI`` for an (n, 2) array, ``STDGTInn`` for each ``{nn: (n, 2)}`` entry."""
+    if gti is None:
+        return []
+    items = gti.items() if isinstance(gti, Mapping) else [(None, gti)]
+    out = []
+    for c, g in items:
+        g = np.asarray(g, dtype=float).reshape(-1, 2)
+        if not np.isfinite(g).all() or (g[:, 1] < g[:, 0]).any():
+            raise ValueError(f"gti{'' if c is None else f'[{c}]'}: intervals must be finite "
+                             f"(start, stop) pairs with start <= stop")
+        name = "GTI" if c is None else f"STDGTI{int(c):02d}"
+        h = fits.BinTableHDU.from_columns([fits.Column("START", "D", unit="s", array=g[:, 0]),
+                                           fits.Column("STOP", "D", unit="s", array=g[:, 1])],
+                                          name=name)
+        h.header["HDUCLASS"], h.header["HDUCLAS1"] = "OGIP", "GTI"
+        if c is not None:
+            h.header["CCDID"] = int(c)
+        out.append(h)
+    return out
 
 
 def write_events(
@@ -799,13 +1084,15 @@ def write_events(
     pattern=None,
     flag=None,
     itype=None,
-    exposure: float,
+    exposure: float | None,
     pointing: Sequence[float] | None = None,
     roll: float = 0.0,
     detector: str | None = None,
     columns: Mapping[str, np.ndarray] | None = None,
     header: Mapping | None = None,
     overwrite: bool = False,
+    ccd=None,
+    gti=None,
 ) -> str:
     """Write a simulated event list in the EPIC, Resolve or a generic layout, atomically.
 
@@ -826,8 +1113,9 @@ def write_events(
         Resolve: ``PIXEL`` (0–35).
     time, pattern, flag, itype : array_like (n,), optional
         ``TIME`` (default 0), EPIC ``PATTERN``/``FLAG`` (default 0), Resolve ``ITYPE`` (default 0).
-    exposure : float
-        Exposure (s): written as ``EXPOSURE``, ``LIVETIME`` and ``ONTIME``.
+    exposure : float or None
+        Exposure (s): written as ``EXPOSURE``, ``LIVETIME`` and ``ONTIME``; None writes none of
+        them (give per-CCD ``LIVETInn``/``ONTIMEnn`` in ``header``, as in an EPIC file).
     pointing : (ra, dec) deg
         EPIC: sky-coordinate reference (``REFXCRVL``, ``REFYCRVL``); Resolve: ``RA_NOM``,
         ``DEC_NOM``. Default: mean of ``ra``/``dec`` (EPIC), required for Resolve.
@@ -841,6 +1129,11 @@ def write_events(
         Extra keywords for the EVENTS header.
     overwrite : bool
         Replace an existing file.
+    ccd : array_like (n,) of int, optional
+        EPIC: the ``CCDNR`` column (1–12 for pn, 1–7 for MOS).
+    gti : (k, 2) array or {ccd: (k, 2) array}, optional
+        Good time intervals (``START``, ``STOP``, s): a ``GTI`` extension, or one ``STDGTInn``
+        extension per CCD ``nn`` (as EPIC files have).
 
     Returns
     -------
@@ -868,5 +1161,9 @@ def write_events(
             raise ValueError("generic events need columns={name: array}")
     else:
         raise ValueError(f"instrument must be 'epic', 'resolve' or 'generic', got {instrument!r}")
+    if ccd is not None:
+        if instrument != "epic":
+            raise ValueError("ccd= (CCDNR) is for EPIC event lists")
+        cols.append(fits.Column("CCDNR", "B", array=_per_event(ccd, 0, np.uint8, "ccd", n)))
     cols += _extra_columns(columns)
-    return write_atomic(_events_hdulist(cols, hdr, exposure, header), path, overwrite)
+    return write_atomic(_events_hdulist(cols, hdr, exposure, header, gti), path, overwrite)
