@@ -66,3 +66,20 @@ def test_assemble_names_a_missing_file_and_a_bad_band(files, tmp_path, capsys): 
     assert main(argv) == 2
     assert "is not an integer" in capsys.readouterr().err
 
+
+
+def test_assemble_folds_an_exposure_map_into_xs_area(files, tmp_path):  # noqa: F811
+    from .test_io_assemble import array_wcs
+
+    wz = xf.io.subdivide_wcs(array_wcs(), V)
+    img = np.full((6 * V, 6 * V), 0.9 * 4e4)
+    img[:, : 3 * V] = 0.5 * 4e4  # half the field exposed half as long
+    emap = xf.io.write_expmap(tmp_path / "pn_expmap.fits", img, wz)
+    out = tmp_path / "p.zarr"
+    assert main(_argv(files, out, "--expmap-x", str(emap))) == 0
+    got = xf.open_problem(out)
+    ref = build(files, expmap_X=str(emap))
+    np.testing.assert_array_equal(got.arf_X.values, ref.arf_X.values)
+    assert got.arf_X.dims == ("energy", "y", "x")
+    np.testing.assert_allclose(got.arf_X.values[0, 0, [0, -1]], [500 * 0.5, 500 * 0.9],
+                               rtol=1e-5)

@@ -351,6 +351,10 @@ def _assemble_kwargs(args) -> dict:
               instrument_Y=args.instrument_y, options_X=opts_X, options_Y=opts_Y,
               psf_rotation=args.psf_rotation, psf_size=args.psf_size,
               psf_pixel_size=args.psf_pixel_size)
+    if args.expmap_x:
+        kw["expmap_X"] = args.expmap_x[0] if len(args.expmap_x) == 1 else list(args.expmap_x)
+    if args.expmap_y:
+        kw["expmap_Y"] = args.expmap_y[0] if len(args.expmap_y) == 1 else list(args.expmap_y)
     if args.rmf_extension is not None:
         kw["rmf_extension"] = (int(args.rmf_extension) if args.rmf_extension.isdigit()
                                else args.rmf_extension)
@@ -362,7 +366,9 @@ def cmd_assemble(args) -> int:
 
     for what, path in (("EVENTS_X", args.events_x), ("EVENTS_Y", args.events_y),
                        ("--rmf-x", args.rmf_x), ("--arf-x", args.arf_x),
-                       ("--arf-y", args.arf_y), ("--psf-y", args.psf_y)):
+                       ("--arf-y", args.arf_y), ("--psf-y", args.psf_y),
+                       *(("--expmap-x", f) for f in args.expmap_x or ()),
+                       *(("--expmap-y", f) for f in args.expmap_y or ())):
         if path is not None and not os.path.exists(path):
             raise CLIError(f"{what}: no such file: {path}")
     _check_out(args.out, "problem", args)
@@ -830,6 +836,10 @@ def _add_assemble_parser(sub) -> None:
                         "e.g. pattern_max=12 or flag_mask=null")
     p.add_argument("--option-y", type=_key_value, action="append", metavar="KEY=VALUE",
                    help="another read_events argument for Y, e.g. itype=[0,1]")
+    p.add_argument("--expmap-x", action="append", metavar="FITS",
+                   help="X's exposure map (eexpmap in s, mkexpmap in cm2 s; repeatable, one "
+                        "per energy band): folded into X's (energy, y, x) effective area")
+    p.add_argument("--expmap-y", action="append", metavar="FITS", help="Y's exposure map")
     p.add_argument("--rmf-extension", default=None, help="name or index of X's matrix "
                                                          "extension")
     p.add_argument("--psf-rotation", type=float, default=0.0,
