@@ -300,6 +300,8 @@ def from_files(
     psf_rotation: float = 0.0,
     psf_size: int | None = None,
     psf_pixel_size: float | None = None,
+    edge_tolerance: float | None = 0.05,
+    edge_spectrum=None,
 ) -> xr.Dataset:
     """Assemble a fusion problem from event files and calibration files.
 
@@ -345,13 +347,23 @@ def from_files(
         is in Y's detector frame, which Z's grid follows).
     psf_size, psf_pixel_size : optional
         Passed to :func:`xfusion.io.psf_from_fits`.
+    edge_tolerance : float or None
+        X channels of which more than this share of the expected counts comes from true
+        energies outside ``energy_band`` (for ``edge_spectrum``, from the whole RMF and the
+        ARF: :func:`xfusion.io.observed_channels`) are left out of the likelihood, with a
+        warning naming them; default 0.05. ``None`` or 0 keeps every channel.
+    edge_spectrum : callable, optional
+        The spectrum (photons per keV, a function of keV) for ``edge_tolerance``; default flat.
 
     Returns
     -------
     xarray.Dataset
         A validated problem; attrs ``wcs`` (Z's grid), the source file names; a Resolve Y adds
         an ``observed_Y`` (y_coarse, x_coarse) coordinate marking the pixels that were read
-        (False for the calibration pixel and excluded pixels, whose counts are 0).
+        (False for the calibration pixel and excluded pixels, whose counts are 0). With
+        ``edge_tolerance``, the coordinates ``observed_X`` (False: a band-edge channel left out;
+        its counts are kept in ``X``) and ``out_of_band_X`` (each channel's share from outside
+        the band), and attrs ``edge_tolerance`` and ``edge_channels`` (the left-out ranges, keV).
 
     Raises
     ------
@@ -406,4 +418,8 @@ def from_files(
                                           {"long_name": "Y pixel observed (False: excluded "
                                                         "or absent, counts 0)"}))
     ds.attrs["vM"], ds.attrs["vN"] = vM, vN
+    if edge_tolerance:
+        from .edges import mark_edge_channels
+
+        ds = mark_edge_channels(ds, rmf_X, arf_X, C, edge_tolerance, edge_spectrum)
     return ds
