@@ -20,7 +20,8 @@ import numpy as np
 import xarray as xr
 
 from ._fits import FileFormatError
-from .assemble import _name, _x_response, overlap_matrix
+from .assemble import _load, _name, _x_response, overlap_matrix
+from .ogip import read_arf
 
 __all__ = ["out_of_band_fraction", "observed_channels", "mark_edge_channels",
            "DEFAULT_EDGE_TOLERANCE"]
@@ -160,6 +161,7 @@ def out_of_band_fraction(rmf, arf, energy_band: tuple[float, float],
     e0, e1 = _band(energy_band)
     C = _channel_edges(channel_edges)
     rmf, arf = _x_response(rmf, arf, None)
+    arf = _load(arf, read_arf, "arf")
     where = _name(rmf, "rmf")
     lo = np.asarray(rmf["energy_lo"].values, float)
     hi = np.asarray(rmf["energy_hi"].values, float)
