@@ -284,3 +284,10 @@ def test_out_of_band_fraction_refusals_and_warnings(tmp_path):
                         arf.values)
     np.testing.assert_allclose(xf.io.out_of_band_fraction(p, a, BAND, C).values,
                                xf.io.out_of_band_fraction(rmf, arf, BAND, C).values, atol=1e-6)
+
+
+def test_from_files_default_tolerance_is_the_documented_one():
+    import inspect
+
+    p = inspect.signature(xf.io.from_files).parameters
+    assert p["edge_tolerance"].default == xf.io.DEFAULT_EDGE_TOLERANCE == 0.05
