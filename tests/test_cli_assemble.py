@@ -9,6 +9,9 @@ from xfusion.cli import main
 
 from .test_io_assemble import BAND, PITCH, VL, L, V, build, files  # noqa: F401 (fixture)
 
+# the fixture's RMF reaches beyond 8 keV: its last channel is a band-edge channel
+pytestmark = pytest.mark.filterwarnings("ignore:.*channels left out of the likelihood")
+
 
 def _argv(f, out, *extra):
     return ["assemble", str(f["events_X"]), str(f["events_Y"]), "--rmf-x", str(f["rmf"]),
@@ -26,6 +29,8 @@ def test_assemble_writes_the_problem_from_files_gives(files, tmp_path, capsys): 
     for name in ("X", "Y", "response_X", "psf_Y", "arf_X", "arf_Y"):
         np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=name)
     np.testing.assert_array_equal(got.observed_Y, ref.observed_Y)
+    np.testing.assert_array_equal(got.observed_X, ref.observed_X)  # band-edge channels
+    assert not got.observed_X.values.all()
     assert got.attrs["wcs"] == ref.attrs["wcs"]
     assert got.X.attrs["exposure"] == ref.X.attrs["exposure"]
 
@@ -40,6 +45,8 @@ def test_assemble_passes_reader_options_and_exposure(files, tmp_path):  # noqa: 
     np.testing.assert_array_equal(got.Y.values, ref.Y.values)
     assert got.Y.attrs["exposure"] == 1e4
     assert int((~got.observed_Y.values).sum()) == 2
+    assert main(_argv(files, tmp_path / "all.zarr", "--edge-tolerance", "0")) == 0
+    assert "observed_X" not in xf.open_problem(tmp_path / "all.zarr").coords
 
 
 def test_assemble_refuses_bad_options(files, tmp_path, capsys):  # noqa: F811

@@ -190,6 +190,35 @@ def test_from_files_bins_both_instruments_on_aligned_grids(files):
     np.testing.assert_allclose(ds.y_coarse, ds.y.values.reshape(6, V).mean(1))
 
 
+def test_from_files_leaves_band_edge_channels_out(files, tmp_path):
+    """RMF sigma 0.04 sqrt(E): the top 500 eV channel (7.5-8 keV) gets ~9 % of a flat
+    spectrum's counts from above 8 keV, the bottom one (2-2.5 keV) ~4.5 % from below 2 keV."""
+    with pytest.warns(UserWarning, match=r"pn.rmf: 1 of X's 12 channels left out of the "
+                                         r"likelihood \(observed_X False: 7.5–8 keV\)"):
+        ds = build(files)
+    C = np.linspace(*BAND, L // VL + 1)
+    ref = xf.io.out_of_band_fraction(files["rmf"], files["arf_X"], BAND, C)
+    np.testing.assert_allclose(ds.out_of_band_X, ref)
+    assert 0.04 < ref.values[0] < 0.05 and 0.08 < ref.values[-1] < 0.1
+    np.testing.assert_array_equal(ds.observed_X, ref.values <= 0.05)
+    assert ds.attrs["edge_tolerance"] == 0.05 and ds.attrs["edge_channels"] == [[7.5, 8.0]]
+    np.testing.assert_array_equal(ds.X, files["X"])           # the counts are kept as read
+    back = xf.open_problem(xf.save_problem(ds, tmp_path / "edges.zarr"))
+    np.testing.assert_array_equal(back.observed_X, ds.observed_X)
+    assert back.attrs["edge_channels"] == [[7.5, 8.0]]
+    with pytest.warns(UserWarning, match="2 of X's 12 channels"):
+        two = build(files, edge_tolerance=0.04)
+    assert not two.observed_X.values[[0, -1]].any()
+    for off in (None, 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            assert "observed_X" not in build(files, edge_tolerance=off).coords
+    with pytest.raises(ProblemError, match="edge_tolerance=0.05 leaves none of X's 1 channels"):
+        build(files, energy_band=(2.0, 2.5), n_energy=10)
+    with pytest.raises(ValueError, match="tolerance must be in"):
+        build(files, edge_tolerance=-0.1)
+
+
 def test_from_files_problem_survives_zarr(files, tmp_path):
     ds = build(files)
     back = xf.open_problem(xf.save_problem(ds, tmp_path / "p.zarr"))

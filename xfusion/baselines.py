@@ -123,6 +123,10 @@ def x_only(ds: xr.Dataset, spread: Spread = "flux") -> xr.DataArray:
     is treated as a block sum (its spectral blur is ignored).  With
     ``"counts"``, counts shared onto zero-area voxels are dropped; otherwise
     :math:`\sum t_X A_X \hat Z = \sum X`.
+
+    X channels left out of the likelihood (``observed_X`` False, e.g. band edges fed by photons
+    from outside the band) are not used: their fine channels take the flux of the nearest fine
+    channel of a used X channel.
     """
     vL = _factor(ds, "energy", "energy_coarse")
     X = ds["X"].transpose("energy_coarse", "y", "x")
@@ -135,7 +139,19 @@ def x_only(ds: xr.Dataset, spread: Spread = "flux") -> xr.DataArray:
         z = np.repeat(_to_flux(counts, t, _block_sum(A, 0, vL)), vL, axis=0)
     else:
         raise ValueError(f"spread must be 'counts' or 'flux'; got {spread!r}")
+    if "observed_X" in ds.coords:
+        z = z[_nearest_used(np.repeat(np.asarray(ds.coords["observed_X"].values, bool), vL))]
     return _wrap(ds, z, "x_only")
+
+
+def _nearest_used(used: np.ndarray) -> np.ndarray:
+    """For each fine channel, the index of the nearest one whose X channel is used (itself
+    when used; the lower one on a tie)."""
+    idx = np.arange(used.size)
+    ok = np.flatnonzero(used)
+    hi = np.clip(np.searchsorted(ok, idx), 0, ok.size - 1)
+    lo = np.clip(hi - 1, 0, ok.size - 1)
+    return np.where(np.abs(ok[lo] - idx) <= np.abs(ok[hi] - idx), ok[lo], ok[hi])
 
 
 def y_only(ds: xr.Dataset, spread: Spread = "flux") -> xr.DataArray:

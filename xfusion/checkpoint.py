@@ -180,6 +180,8 @@ def problem_fingerprint(ds) -> dict:
     for c in ("energy", "y", "x"):
         if c in ds.coords:
             _digest(h, ds.coords[c].values)
+    if "observed_X" in ds.coords:     # the X channels used (absent: all, as before)
+        _digest(h, ds.coords["observed_X"].values)
     return {"sizes": {k: int(v) for k, v in ds.sizes.items()}, "counts": counts,
             "responses": h.hexdigest()[:16]}
 

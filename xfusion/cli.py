@@ -350,7 +350,7 @@ def _assemble_kwargs(args) -> dict:
               vL=args.vl, pixel_size=args.pixel_size, instrument_X=args.instrument_x,
               instrument_Y=args.instrument_y, options_X=opts_X, options_Y=opts_Y,
               psf_rotation=args.psf_rotation, psf_size=args.psf_size,
-              psf_pixel_size=args.psf_pixel_size)
+              psf_pixel_size=args.psf_pixel_size, edge_tolerance=args.edge_tolerance or None)
     if args.expmap_x:
         kw["expmap_X"] = args.expmap_x[0] if len(args.expmap_x) == 1 else list(args.expmap_x)
     if args.expmap_y:
@@ -840,6 +840,10 @@ def _add_assemble_parser(sub) -> None:
                    help="X's exposure map (eexpmap in s, mkexpmap in cm2 s; repeatable, one "
                         "per energy band): folded into X's (energy, y, x) effective area")
     p.add_argument("--expmap-y", action="append", metavar="FITS", help="Y's exposure map")
+    p.add_argument("--edge-tolerance", type=float, default=0.05,
+                   help="leave out of the likelihood X's channels of which more than this "
+                        "share of the counts comes from outside the band (default 0.05; 0 "
+                        "keeps every channel)")
     p.add_argument("--rmf-extension", default=None, help="name or index of X's matrix "
                                                          "extension")
     p.add_argument("--psf-rotation", type=float, default=0.0,

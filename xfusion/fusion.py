@@ -46,6 +46,15 @@ def _blocks(a, vM, vN):
     return a.reshape(L, M // vM, vM, N // vN, vN)
 
 
+def _used_counts_X(ds: xr.Dataset) -> xr.DataArray:
+    """X's counts with the channels left out of the likelihood (``observed_X`` False, e.g. band
+    edges) set to 0; ``ds.X`` itself when the problem has no ``observed_X``."""
+    if "observed_X" not in ds.coords:
+        return ds.X
+    obs = ds.coords["observed_X"].astype(bool)
+    return ds.X.where(obs, 0).astype(ds.X.dtype).assign_attrs(ds.X.attrs)
+
+
 def initial_guess(ds: xr.Dataset, dtype=np.float64) -> np.ndarray:
     r"""A positive starting cube from both instruments: Y's spectra, X's spatial detail.
 
@@ -61,7 +70,8 @@ def initial_guess(ds: xr.Dataset, dtype=np.float64) -> np.ndarray:
                     \frac{I(p) + \epsilon}{\sum_{q\in P} I(q) + \epsilon}
 
     plus a small positive floor so that every voxel can move. Exact when the spectral shape is
-    uniform inside each coarse pixel.
+    uniform inside each coarse pixel. X channels left out of the likelihood (``observed_X``)
+    are left out of :math:`I`.
     """
     from .problem import rebin_factors
 
@@ -74,7 +84,7 @@ def initial_guess(ds: xr.Dataset, dtype=np.float64) -> np.ndarray:
         return _initial_guess_dask(ds, f, tY, aY, dtype)
     Y = np.asarray(ds.Y.values, np.float64)
     fluxY = np.divide(Y, tY * aY[:, None, None], out=np.zeros_like(Y), where=aY[:, None, None] > 0)
-    img = np.asarray(ds.X.values, np.float64).sum(axis=0)
+    img = np.asarray(_used_counts_X(ds).values, np.float64).sum(axis=0)
     ib = img.reshape(M // f.vM, f.vM, N // f.vN, f.vN)
     tiny = 1e-3 * max(img.mean(), 1e-30)
     share = (ib + tiny) / (ib.sum(axis=(1, 3), keepdims=True) + tiny * f.vM * f.vN)
@@ -99,7 +109,7 @@ def _initial_guess_dask(ds, f, tY, aY, dtype):
     Y = ds.Y.data.astype(np.float64)
     w = (tY * aY)[:, None, None]
     fluxY = da.where(w > 0, Y / np.where(w > 0, w, 1.0), 0.0)
-    Xd = ds.X.data
+    Xd = _used_counts_X(ds).data
     img = np.asarray(Xd.sum(axis=0, dtype=np.float64).compute() if is_dask(Xd)
                      else np.asarray(Xd, np.float64).sum(axis=0))
     ib = img.reshape(M // f.vM, f.vM, N // f.vN, f.vN)
@@ -369,6 +379,8 @@ def _fuse(ds: xr.Dataset, opts: FuseOptions, t0: float) -> xr.DataArray:
         "objective_history": [float(v) for v in st.history],
         "spatial_method": model.spatial_method,
     }
+    if "observed_X" in ds.coords:
+        attrs["channels_X_used"] = int(ds.coords["observed_X"].sum())
     if opts.patience is None and built.prox.hold_metric:
         attrs["held_patience"] = HOLD_PATIENCE      # the default once the metric is held
     attrs.update(_fit_attrs(param, st.x, ds.X.data, ds.Y.data))
@@ -385,8 +397,9 @@ def _fuse(ds: xr.Dataset, opts: FuseOptions, t0: float) -> xr.DataArray:
 
 
 def _chunked(ds: xr.Dataset, opts: FuseOptions):
-    """The problem as the solver sees it: unobserved pixels of Y zeroed, and on the dask
-    path the counts chunked like Z; returns ``(ds, Z's chunks or None, spatial method)``."""
+    """The problem as the solver sees it: unobserved pixels of Y and unused channels of X
+    zeroed, and on the dask path the counts chunked like Z; returns ``(ds, Z's chunks or
+    None, spatial method)``."""
     from . import _dask
     from .problem import rebin_factors
 
@@ -397,6 +410,10 @@ def _chunked(ds: xr.Dataset, opts: FuseOptions):
         # counts are ignored here and the model masks their expected counts (ForwardModel)
         obs = ds.coords["observed_Y"].astype(bool)
         ds = ds.assign(Y=ds.Y.where(obs, 0).astype(ds.Y.dtype).assign_attrs(ds.Y.attrs))
+    if "observed_X" in ds.coords:
+        # X channels left out (e.g. band edges fed from outside Z's band): their counts are
+        # ignored here and the model sets their expected counts to 0 (ForwardModel)
+        ds = ds.assign(X=_used_counts_X(ds))
     psf_half = max(ds.psf_Y.shape[-2:]) // 2
     chunks = opts.chunks
     zchunks = _dask.plan_chunks(ds, (f.vM, f.vN), psf_half,

@@ -30,6 +30,8 @@ contains its centre; ``y``, ``x``, ``y_coarse``, ``x_coarse`` must be finite, st
 in arcsec (a ``units`` attribute other than ``arcsec``, or a pixel smaller than
 :data:`MIN_PIXEL_ARCSEC`, i.e. apparently degrees, are refused). :func:`make_problem` also
 refuses, by name, an input whose shape does not fit X's ``(l, M, N)`` and Y's ``(L, m, n)``.
+An optional ``observed_X`` coordinate (``energy_coarse``; the X channels used, docs/model.md) must
+be boolean, one entry per channel, and keep at least one channel.
 :func:`open_problem` refuses a store with missing chunk or metadata files (:func:`check_store`),
 which would otherwise read as fill values.
 
@@ -255,6 +257,7 @@ def validate(ds: xr.Dataset) -> Factors:
                 raise ProblemError(f"{name}: dims {ds[name].dims}, expected {dims}")
             _check_dtype(name, ds[name].dtype)
     _check_coordinates(ds)
+    _check_observed_X(ds)
     f = rebin_factors(ds)
     _check_counts(ds, "X")
     _check_counts(ds, "Y")
@@ -316,6 +319,26 @@ def validate(ds: xr.Dataset) -> Factors:
                 raise ProblemError(f"{name}: negative values (min {t.min():.3g}); a flux or an "
                                    f"expected count cannot be negative")
     return f
+
+
+def _check_observed_X(ds: xr.Dataset) -> None:
+    """Refuse an ``observed_X`` coordinate that is not one boolean per X channel, or that leaves
+    no channel in the likelihood."""
+    if "observed_X" not in ds.coords:
+        return
+    obs = ds.coords["observed_X"]
+    if obs.dims != ("energy_coarse",):
+        raise ProblemError(f"observed_X: dims {obs.dims}, expected ('energy_coarse',): one "
+                           f"flag per X channel")
+    if obs.dtype != bool:
+        raise ProblemError(f"observed_X: dtype {obs.dtype}, expected bool (True: the channel "
+                           f"is used, False: left out of the likelihood)")
+    if "X" in ds.data_vars and obs.shape != (ds.X.shape[0],):
+        raise ProblemError(f"observed_X: shape {obs.shape}, expected ({ds.X.shape[0]},) "
+                           f"(X has {ds.X.shape[0]} channels)")
+    if not bool(np.asarray(obs.values).any()):
+        raise ProblemError(f"observed_X: all {obs.size} of X's channels are left out (all "
+                           f"False); at least one must be used")
 
 
 def _as_da(value, dims, name, coords=None, attrs=None) -> xr.DataArray:
@@ -512,6 +535,7 @@ def make_problem(
     energy_coarse=None,
     wcs_header: str | None = None,
     attrs: Mapping | None = None,
+    observed_X=None,
     **truth,
 ) -> xr.Dataset:
     """Build and validate a fusion problem from arrays or DataArrays.
@@ -541,6 +565,12 @@ def make_problem(
         X's channel centres (keV); default: means of groups of ``L / l`` fine channels.
     wcs_header : str, optional
         Celestial WCS of Z's grid as a FITS header string (stored in attrs).
+    attrs : mapping, optional
+        Extra JSON-safe attributes of the problem.
+    observed_X : array_like (l,) of bool, optional
+        The X channels used in the likelihood (stored as the ``observed_X`` coordinate); the
+        others have expected counts 0 and their counts are ignored (e.g. edge channels fed by
+        photons from outside the band, :func:`xfusion.io.observed_channels`). Default: all.
     **truth
         Optional ``Z_true``, ``X_true``, ``Y_true`` arrays for simulated problems.
 
@@ -582,6 +612,8 @@ def make_problem(
     }
     ds = xr.Dataset(data)
     ds = ds.drop_vars([c for c in coords if c in ds.coords]).assign_coords(coords)
+    if observed_X is not None:
+        ds = ds.assign_coords(observed_X=_observed_X_coord(observed_X, l))
     ds.attrs.update({"title": "xfusion problem", "schema": "xfusion-problem/1"})
     if wcs_header is not None:
         ds.attrs["wcs"] = str(wcs_header)
@@ -589,6 +621,20 @@ def make_problem(
         ds.attrs.update(attrs)
     validate(ds)
     return ds
+
+
+def _observed_X_coord(observed_X, l: int) -> tuple:
+    """``observed_X`` as a coordinate on ``energy_coarse``, refused (by name) unless it is one
+    boolean per X channel."""
+    obs = np.asarray(observed_X.values if isinstance(observed_X, xr.DataArray) else observed_X)
+    if obs.dtype != bool:
+        raise ProblemError(f"observed_X: dtype {obs.dtype}, expected bool (True: the channel "
+                           f"is used)")
+    if obs.shape != (l,):
+        raise ProblemError(f"observed_X: shape {obs.shape}, expected ({l},) (X has {l} "
+                           f"channels)")
+    return ("energy_coarse", obs, {"long_name": "X channel used in the likelihood (False: "
+                                                "left out, e.g. a band-edge channel)"})
 
 
 def _json_safe(attrs: Mapping, where: str) -> None:

@@ -14,6 +14,7 @@ See ``docs/real_data.md``.
 
 from ._fits import FileFormatError
 from .assemble import area_on_grid, from_files, overlap_matrix, response_from_rmf, split_rsp
+from .edges import DEFAULT_EDGE_TOLERANCE, observed_channels, out_of_band_fraction
 from .events import (
     EPIC_SKY_PIXEL,
     FLAG_ALL,
@@ -57,6 +58,7 @@ __all__ = [
     "make_wcs", "as_wcs", "subdivide_wcs", "pixel_scale", "grid_rotation", "check_alignment",
     "psf_from_fits", "psf_on_grid", "read_psf_images", "resample_psf", "write_psf",
     "response_from_rmf", "area_on_grid", "split_rsp", "overlap_matrix", "from_files",
+    "out_of_band_fraction", "observed_channels", "DEFAULT_EDGE_TOLERANCE",
     "write_fits_cube", "write_spectrum", "spectrum_paths", "ExportError",
     "read_gti", "merge_intervals", "intersect_intervals", "interval_length", "in_intervals",
     "pixel_exposure", "read_expmap", "write_expmap", "expmap_on_grid", "area_from_expmaps",

@@ -399,6 +399,8 @@ def from_files(
     psf_pixel_size: float | None = None,
     expmap_X=None,
     expmap_Y=None,
+    edge_tolerance: float | None = 0.05,
+    edge_spectrum=None,
 ) -> xr.Dataset:
     """Assemble a fusion problem from event files and calibration files.
 
@@ -454,13 +456,23 @@ def from_files(
         (:func:`xfusion.io.area_from_expmaps`). The ARF must then be the on-axis area without
         vignetting. Without a map, an X whose events fall on CCDs of different live times
         (``exposure_map`` of :func:`xfusion.io.read_events`) gets ``ARF(E) · t(p) / t``.
+    edge_tolerance : float or None
+        X channels of which more than this share of the expected counts comes from true
+        energies outside ``energy_band`` (for ``edge_spectrum``, from the whole RMF and the
+        ARF: :func:`xfusion.io.observed_channels`) are left out of the likelihood, with a
+        warning naming them; default 0.05. ``None`` or 0 keeps every channel.
+    edge_spectrum : callable, optional
+        The spectrum (photons per keV, a function of keV) for ``edge_tolerance``; default flat.
 
     Returns
     -------
     xarray.Dataset
         A validated problem; attrs ``wcs`` (Z's grid), the source file names; a Resolve Y adds
         an ``observed_Y`` (y_coarse, x_coarse) coordinate marking the pixels that were read
-        (False for the calibration pixel and excluded pixels, whose counts are 0).
+        (False for the calibration pixel and excluded pixels, whose counts are 0). With
+        ``edge_tolerance``, the coordinates ``observed_X`` (False: a band-edge channel left out;
+        its counts are kept in ``X``) and ``out_of_band_X`` (each channel's share from outside
+        the band), and attrs ``edge_tolerance`` and ``edge_channels`` (the left-out ranges, keV).
 
     Raises
     ------
@@ -520,4 +532,19 @@ def from_files(
                                           {"long_name": "Y pixel observed (False: excluded "
                                                         "or absent, counts 0)"}))
     ds.attrs["vM"], ds.attrs["vN"] = vM, vN
+    if edge_tolerance:
+        from .edges import mark_edge_channels
+
+        arf_edges = arf_X
+        if not isinstance(arf_X, (str, os.PathLike)) and not (
+                isinstance(arf_X, xr.DataArray) and arf_X.ndim == 1
+                and "energy_lo" in arf_X.coords):
+            # an area on Z's grid says nothing beyond the band: a flat area over the RMF's rows
+            warnings.warn("arf_X is given on Z's grid, so the band-edge channels are chosen "
+                          "for a flat effective area beyond the band (pass X's ARF file, or "
+                          "edge_tolerance=None)", UserWarning, stacklevel=2)
+            arf_edges = xr.DataArray(np.ones(rmf_X.sizes["energy_true"]), dims=("energy_true",),
+                                     coords={k: rmf_X[k] for k in ("energy_lo", "energy_hi")})
+
+        ds = mark_edge_channels(ds, rmf_X, arf_edges, C, edge_tolerance, edge_spectrum)
     return ds

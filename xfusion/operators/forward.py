@@ -138,6 +138,21 @@ class PixelMask(LinearOperator):
     adjoint = forward
 
 
+def _masked_rows(R, mask):
+    r""":math:`O_X \odot R_X`: the response with the rows of unused channels set to 0 (the
+    response itself when every channel is used or no mask is given)."""
+    if mask is None:
+        return R
+    mask = np.asarray(mask)
+    R = np.asarray(R)
+    if mask.shape != R.shape[:1]:
+        raise ValueError(f"mask_X has shape {mask.shape}, expected ({R.shape[0]},): one entry "
+                         f"per X channel")
+    if mask.all():
+        return R
+    return np.where(mask.astype(bool)[:, None], R, 0.0).astype(R.dtype, copy=False)
+
+
 class ForwardModel:
     r"""Expected counts of both instruments for a cube Z of shape (L, M, N).
 
@@ -168,13 +183,19 @@ class ForwardModel:
         of rank ≤ 2 such as a Gaussian: the cheapest where it applies), or ``"auto"``
         (separable where it applies, else dense when the matrix has at most
         :data:`DENSE_MAX_ENTRIES` entries and the PSF does not depend on energy, else FFTs).
+    mask_X : ndarray (l,) of bool, optional
+        X channels that are used; the others (e.g. edge channels fed by photons from outside
+        Z's band) are left out of the likelihood: their rows of :math:`R_X` are zeroed, so
+        their expected counts are 0, :math:`O_X \odot R_X` with :math:`O_X` the 0/1 mask.
+        Read from an ``observed_X`` coordinate by :meth:`from_dataset`.
     """
 
     def __init__(self, response_X, psf_Y, arf_X, arf_Y, exposure_X: float, exposure_Y: float,
                  shape: tuple[int, int, int], factors: tuple[int, int], spatial: str = "auto",
-                 mask_Y=None):
+                 mask_Y=None, mask_X=None):
         L, M, N = shape
         self.shape = tuple(shape)
+        response_X = _masked_rows(response_X, mask_X)
         self.exp_X = Exposure(exposure_X, arf_X, shape)
         self.exp_Y = Exposure(exposure_Y, arf_Y, shape)
         self.resp_X = SpectralResponse(response_X, (M, N))
@@ -235,6 +256,8 @@ class ForwardModel:
             shape, (f.vM, f.vN), spatial=spatial,
             mask_Y=(np.asarray(ds.coords["observed_Y"].values, bool)
                     if "observed_Y" in ds.coords else None),
+            mask_X=(np.asarray(ds.coords["observed_X"].values, bool)
+                    if "observed_X" in ds.coords else None),
         )
 
     #: chunks of Z on the dask path (None: numpy, or whatever the input has)
