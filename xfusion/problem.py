@@ -378,10 +378,11 @@ def _background_da(value, name: str, shape: tuple[int, int, int]) -> xr.DataArra
     elif arr.shape != shape:
         raise ProblemError(f"{name}: shape {arr.shape}, expected {shape} or ({shape[0]},) "
                            f"(a spectrum of expected counts per pixel, put in every pixel)")
-    return xr.DataArray(np.array(arr, dtype=float), dims=dims,
-                        attrs={"units": "counts",
-                               "long_name": f"expected background counts of "
-                                            f"{'X' if name.endswith('X') else 'Y'}"})
+    attrs = {"units": "counts",
+             "long_name": f"expected background counts of {'X' if name.endswith('X') else 'Y'}"}
+    if isinstance(value, xr.DataArray) and isinstance(value.attrs.get("source"), str):
+        attrs["source"] = value.attrs["source"]       # e.g. the PHA file it was read from
+    return xr.DataArray(np.array(arr, dtype=float), dims=dims, attrs=attrs)
 
 
 def with_background(ds: xr.Dataset, background_X=None, background_Y=None) -> xr.Dataset:

@@ -14,6 +14,7 @@ See ``docs/real_data.md``.
 
 from ._fits import FileFormatError
 from .assemble import area_on_grid, from_files, overlap_matrix, response_from_rmf, split_rsp
+from .background import background_spectrum
 from .events import (
     EPIC_SKY_PIXEL,
     FLAG_ALL,
@@ -33,7 +34,16 @@ from .grid import (
     pixel_scale,
     subdivide_wcs,
 )
-from .ogip import read_arf, read_rmf, rmf_extensions, write_arf, write_rmf
+from .ogip import (
+    read_arf,
+    read_ebounds,
+    read_pha,
+    read_rmf,
+    rmf_extensions,
+    write_arf,
+    write_pha,
+    write_rmf,
+)
 from .psf import psf_from_fits, psf_on_grid, read_psf_images, resample_psf, write_psf
 
 __all__ = [
@@ -46,4 +56,5 @@ __all__ = [
     "psf_from_fits", "psf_on_grid", "read_psf_images", "resample_psf", "write_psf",
     "response_from_rmf", "area_on_grid", "split_rsp", "overlap_matrix", "from_files",
     "write_fits_cube", "write_spectrum", "spectrum_paths", "ExportError",
+    "read_pha", "write_pha", "read_ebounds", "background_spectrum",
 ]
