@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from astropy.io import fits
+from dask import is_dask_collection
 
 import xfusion as xf
 from xfusion import ProblemError
@@ -164,13 +165,19 @@ CHUNKED = [pytest.param(r, marks=() if r in ("w2d1d", "lrs") else pytest.mark.sl
 
 
 @pytest.mark.parametrize("reg", CHUNKED)
-def test_chunked_fusion_with_background_equals_in_memory(pair, reg):
+def test_chunked_fusion_with_background_equals_in_memory(pair, reg, tmp_path):
     _, ds = pair
     kw = dict(QUIET, max_iter=4, rank=3, dtype="float64", tol=1e-12)
     ref = xf.fuse(ds, reg, **kw)
+    chunks = {"energy": 7, "y": 3, "x": 6}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        Z = xf.fuse(ds, reg, chunks={"energy": 7, "y": 3, "x": 6}, **kw)
+        if reg == "w2d1d":      # a dask-backed problem store (background chunked on disk)
+            lazy = xf.open_problem(xf.save_problem(ds, tmp_path / "p.zarr"), chunks=chunks)
+            assert is_dask_collection(lazy.background_Y.data)
+            Z = xf.fuse(lazy, reg, **kw)
+        else:                   # a numpy problem run chunked
+            Z = xf.fuse(ds, reg, chunks=chunks, **kw)
     assert np.abs(Z.values - ref.values).max() <= 1e-6 * np.abs(ref.values).max()
     np.testing.assert_allclose(Z.attrs["objective_history"], ref.attrs["objective_history"],
                                rtol=1e-8)
@@ -448,3 +455,14 @@ def test_background_dataarray_in_make_problem_keeps_its_source():
     b = xr.DataArray(np.ones(base.sizes["energy"]), dims=("bin",), attrs={"source": "f.pha"})
     ds = xf.with_background(base, background_Y=b)
     assert ds.background_Y.attrs["source"] == "f.pha"
+
+
+def test_resume_refuses_another_background(pair, tmp_path):
+    _, ds = pair
+    ck = tmp_path / "ck.zarr"
+    xf.fuse(ds, "none", max_iter=2, checkpoint=ck, **QUIET)
+    other = xf.with_background(ds, background_Y=2 * ds.background_Y.values)
+    with pytest.raises(xf.CheckpointError):
+        xf.fuse(other, "none", max_iter=4, resume=ck, **QUIET)
+    Z = xf.fuse(ds, "none", max_iter=4, resume=ck, checkpoint=ck, **QUIET)
+    assert Z.attrs["iterations"] == 4
