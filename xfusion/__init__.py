@@ -20,6 +20,7 @@ from .problem import (
     rebin_factors,
     save_problem,
     validate,
+    with_background,
 )
 from .uncertainty import bootstrap, region_error, uncertainty
 
@@ -30,7 +31,7 @@ __all__ = [
     "rebin_factors", "fuse", "RankWarning", "FitWarning", "OutputError", "OutputExistsError",
     "OptionError", "CheckpointError", "forward", "forward_model", "kernels", "operators", "testing",
     "sky", "regions",
-    "uncertainty", "bootstrap", "region_error",
+    "uncertainty", "bootstrap", "region_error", "with_background",
 ]
 
 

@@ -26,11 +26,11 @@ class HifredAccessor:
 
         return validate(self._ds)
 
-    def forward(self, Z, spatial: str = "auto"):
+    def forward(self, Z, spatial: str = "auto", background: bool = True):
         """See :func:`xfusion.forward`."""
         from .model import forward
 
-        return forward(self._ds, Z, spatial=spatial)
+        return forward(self._ds, Z, spatial=spatial, background=background)
 
     def fuse(self, regularizer: Regularizer = "w2d1d", **kwargs) -> xr.DataArray:
         """See :func:`xfusion.fuse` (same arguments)."""

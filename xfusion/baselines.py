@@ -7,7 +7,10 @@
 
 Both turn counts into photon flux per voxel (photons cm^-2 s^-1) by dividing
 by exposure times effective area, and return a DataArray of dims
-``(energy, y, x)`` on the problem's grid.  A fusion method should beat both;
+``(energy, y, x)`` on the problem's grid.  A problem's known background
+(``background_X`` / ``background_Y``, expected counts) is subtracted from the
+counts first; the difference is not clipped, so that the estimate stays
+unbiased (a faint voxel may come out negative).  A fusion method should beat both;
 :func:`baseline_report` scores them against ``Z_true``.
 """
 
@@ -66,6 +69,15 @@ def _to_flux(counts: np.ndarray, exposure: float, area: np.ndarray) -> np.ndarra
     return out
 
 
+def _source_counts(ds: xr.Dataset, name: str, dims: tuple[str, ...]) -> np.ndarray:
+    """Counts ``name`` in float64, less the problem's known background if it has one."""
+    counts = np.asarray(ds[name].transpose(*dims).values, dtype=np.float64)
+    bkg = f"background_{name}"
+    if bkg in ds.data_vars:
+        counts = counts - np.asarray(ds[bkg].transpose(*dims).values, dtype=np.float64)
+    return counts
+
+
 def _block_sum(a: np.ndarray, axis: int, v: int) -> np.ndarray:
     shape = a.shape[:axis] + (a.shape[axis] // v, v) + a.shape[axis + 1 :]
     return a.reshape(shape).sum(axis=axis + 1)
@@ -103,7 +115,8 @@ def x_only(ds: xr.Dataset, spread: Spread = "flux") -> xr.DataArray:
 
     Notes
     -----
-    With :math:`c(e)` the coarse channel containing fine channel :math:`e`:
+    With :math:`c(e)` the coarse channel containing fine channel :math:`e` and
+    :math:`X` the counts less ``background_X`` when the problem has one:
 
     * ``"counts"`` (default): counts are shared evenly, then converted,
 
@@ -129,8 +142,7 @@ def x_only(ds: xr.Dataset, spread: Spread = "flux") -> xr.DataArray:
     channel of a used X channel.
     """
     vL = _factor(ds, "energy", "energy_coarse")
-    X = ds["X"].transpose("energy_coarse", "y", "x")
-    counts = np.asarray(X.values, dtype=np.float64)
+    counts = _source_counts(ds, "X", ("energy_coarse", "y", "x"))
     t = _exposure(ds["X"], "X")
     A = np.broadcast_to(_area(ds, "arf_X"), (ds.sizes["energy"],) + counts.shape[1:])
     if spread == "counts":
@@ -173,7 +185,8 @@ def y_only(ds: xr.Dataset, spread: Spread = "flux") -> xr.DataArray:
 
     Notes
     -----
-    With :math:`P(p)` the coarse pixel containing fine pixel :math:`p`:
+    With :math:`P(p)` the coarse pixel containing fine pixel :math:`p` and :math:`Y`
+    the counts less ``background_Y`` when the problem has one:
 
     * ``"counts"`` (default):
       :math:`\hat Z_{e,p} = \dfrac{Y_{e,P(p)} / (v_M v_N)}{t_Y A_{Y,e,p}}`;
@@ -186,8 +199,7 @@ def y_only(ds: xr.Dataset, spread: Spread = "flux") -> xr.DataArray:
     """
     vM = _factor(ds, "y", "y_coarse")
     vN = _factor(ds, "x", "x_coarse")
-    Y = ds["Y"].transpose("energy", "y_coarse", "x_coarse")
-    counts = np.asarray(Y.values, dtype=np.float64)
+    counts = _source_counts(ds, "Y", ("energy", "y_coarse", "x_coarse"))
     t = _exposure(ds["Y"], "Y")
     shape = (counts.shape[0], ds.sizes["y"], ds.sizes["x"])
     A = np.broadcast_to(_area(ds, "arf_Y"), shape)

@@ -305,6 +305,11 @@ def _simulate(args):
 
     t0 = time.perf_counter()
     ds = scenario(args.name, seed=args.seed, scale=args.scale)
+    if getattr(args, "background", None) is not None:
+        from .simulate import add_background
+
+        fx, fy = _floats(args.background, 2, "--background")
+        ds = add_background(ds, fraction_X=fx, fraction_Y=fy, seed=args.seed + 1)
     return ds, time.perf_counter() - t0
 
 
@@ -797,6 +802,9 @@ def _add_simulate_parser(sub) -> None:
     p.add_argument("--out", required=True, help="Zarr store to write (e.g. problem.zarr)")
     p.add_argument("--scale", type=float, default=1.0, help="grid shrink factor (default 1)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--background", metavar="FX,FY", default=None,
+                   help="add a known flat background making these fractions of X's and Y's "
+                        "counts (e.g. 0.3,0.5; xfusion.simulate.add_background)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it is a problem store written by xfusion")
     p.add_argument("--quiet", "-q", action="store_true")

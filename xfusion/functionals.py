@@ -117,17 +117,34 @@ class PoissonLoss(Functional):
         channels the model barely reaches, which EM-scaled steps overshot, so backtracking cut
         them to :math:`2^{-12}` and `lr` crept towards its minimiser (docs/solver.md).
 
+    background : array, optional
+        Known expected background counts :math:`B \ge 0` of D's shape (numpy or dask, like
+        D). The loss is then one of the *source* expected counts μ,
+        :math:`f(\mu) = \sum_i (\mu_i + B_i) - D_i + D_i \log(D_i / (\mu_i + B_i))`, every
+        formula above (extension included) applied to the total :math:`\mu + B`. Without it
+        (None) nothing is added: not even a pass over zeros.
+
     Notes
     -----
-    Gradient :math:`\partial f / \partial \mu_i = 1 - D_i/\mu_i` (above :math:`\varepsilon`).
-    A functional of the expected counts μ, not of the unknown
-    (:class:`xfusion.likelihood.PoissonLikelihood` composes it with the model).
+    Gradient :math:`\partial f / \partial \mu_i = 1 - D_i/(\mu_i + B_i)` (above
+    :math:`\varepsilon`). A functional of the expected counts μ, not of the unknown
+    (:class:`xfusion.likelihood.PoissonLikelihood` composes it with the model). The
+    background is an offset of the loss rather than of the model, so that μ stays linear
+    in the unknown (the solver extrapolates it between iterates).
     """
 
     has_grad = True
 
-    def __init__(self, D, eps: float = 1e-6, dtype=np.float64):
+    def __init__(self, D, eps: float = 1e-6, dtype=np.float64, background=None):
         self.D = D.astype(dtype) if hasattr(D, "astype") else np.asarray(D, dtype)
+        self.B = None
+        if background is not None:
+            B = background.astype(dtype) if hasattr(background, "astype") else \
+                np.asarray(background, dtype)
+            if tuple(B.shape) != tuple(self.D.shape):
+                raise ValueError(f"background: shape {tuple(B.shape)}, the counts have "
+                                 f"{tuple(self.D.shape)}")
+            self.B = B if is_dask(B) else np.ascontiguousarray(B)
         self.eps = float(eps)
         self.const = total(xlogy(np.asarray(D, np.float64), np.asarray(D, np.float64))
                            - np.asarray(D, np.float64)) if not is_dask(D) else \
@@ -136,6 +153,10 @@ class PoissonLoss(Functional):
     def _fast(self, mu) -> bool:
         """True when no element needs the quadratic extension (the usual case)."""
         return float(mu.min()) >= self.eps
+
+    def total(self, mu):
+        r"""The total expected counts :math:`\mu + B` (``mu`` itself without a background)."""
+        return mu if self.B is None else mu + self.B
 
     def _blocks(self, mu, g=None) -> float | None:
         r""":math:`\sum_i f_i(\mu_i)` (without the constant) of an in-memory μ, one pass per
@@ -198,6 +219,17 @@ class PoissonLoss(Functional):
         return float(s1) - float(s2) + self.const if float(m) >= e else None
 
     def value(self, mu) -> float:
+        return self._value(self.total(mu))
+
+    def grad(self, mu):
+        return self._grad(self.total(mu))
+
+    def value_and_grad(self, mu):
+        """Value and gradient in one pass over the data (one ``min`` check for both)."""
+        return self._value_and_grad(self.total(mu))
+
+    # the private methods take the total expected counts μ + B
+    def _value(self, mu) -> float:
         D, e = self.D, self.eps
         if is_dask(mu):
             v = self._dask_fast_value(mu)
@@ -211,7 +243,7 @@ class PoissonLoss(Functional):
                 return total(mu) - total(D * np.log(mu)) + self.const
         return total(_terms(mu, D, e, *self._extension())) + self.const
 
-    def grad(self, mu):
+    def _grad(self, mu):
         D, e = self.D, self.eps
         if self._fast(mu):
             return 1 - D / mu
@@ -227,14 +259,13 @@ class PoissonLoss(Functional):
                          np.maximum(D, 1) / e**2)
         return self._ext
 
-    def value_and_grad(self, mu):
-        """Value and gradient in one pass over the data (one ``min`` check for both)."""
+    def _value_and_grad(self, mu):
         D = self.D
         if is_dask(mu):  # one compute for the min test and both sums
             v = self._dask_fast_value(mu)
             if v is not None:
                 return v, 1 - D / mu
-            return self.value(mu), self.grad(mu)
+            return self._value(mu), self._grad(mu)
         if type(mu) is np.ndarray:
             g = np.empty_like(mu)
             v = self._blocks(mu, g)
@@ -243,7 +274,7 @@ class PoissonLoss(Functional):
         if self._fast(mu):
             ratio = D / mu
             return total(mu) - total(D * np.log(mu)) + self.const, 1 - ratio
-        return self.value(mu), self.grad(mu)
+        return self._value(mu), self._grad(mu)
 
 
 def _terms(mu, D, e, start, slope, curv):

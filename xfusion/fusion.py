@@ -72,6 +72,9 @@ def initial_guess(ds: xr.Dataset, dtype=np.float64) -> np.ndarray:
     plus a small positive floor so that every voxel can move. Exact when the spectral shape is
     uniform inside each coarse pixel. X channels left out of the likelihood (``observed_X``)
     are left out of :math:`I`.
+    With known backgrounds (``background_X``,
+    ``background_Y``) the counts are first background-subtracted and clipped at 0
+    (:math:`\max(Y - B_Y, 0)`, :math:`\max(X - B_X, 0)`).
     """
     from .problem import rebin_factors
 
@@ -82,9 +85,9 @@ def initial_guess(ds: xr.Dataset, dtype=np.float64) -> np.ndarray:
     aY = aY if aY.ndim == 1 else aY.mean(axis=(1, 2))
     if is_dask(ds.Y.data):
         return _initial_guess_dask(ds, f, tY, aY, dtype)
-    Y = np.asarray(ds.Y.values, np.float64)
+    Y = _source_counts(ds, "Y")
     fluxY = np.divide(Y, tY * aY[:, None, None], out=np.zeros_like(Y), where=aY[:, None, None] > 0)
-    img = np.asarray(_used_counts_X(ds).values, np.float64).sum(axis=0)
+    img = _source_counts(ds.assign(X=_used_counts_X(ds)), "X").sum(axis=0)
     ib = img.reshape(M // f.vM, f.vM, N // f.vN, f.vN)
     tiny = 1e-3 * max(img.mean(), 1e-30)
     share = (ib + tiny) / (ib.sum(axis=(1, 3), keepdims=True) + tiny * f.vM * f.vN)
@@ -92,6 +95,23 @@ def initial_guess(ds: xr.Dataset, dtype=np.float64) -> np.ndarray:
     Z = Z.reshape(L, M, N)
     floor = 1e-3 * max(Z.mean(), 1e-30)
     return (Z + floor).astype(dtype)
+
+
+def _source_counts(ds: xr.Dataset, name: str):
+    """Counts ``name`` in float64 less the problem's background, clipped at 0 (the counts
+    themselves without a background); numpy or dask like the counts."""
+    D = ds[name].data
+    D = D.astype(np.float64) if is_dask(D) else np.asarray(D, np.float64)
+    bkg = f"background_{name}"
+    if bkg not in ds.data_vars:
+        return D
+    B = ds[bkg].data
+    return np.maximum(D - (B if is_dask(B) else np.asarray(B, np.float64)), 0.0)
+
+
+def _backgrounds(ds: xr.Dataset) -> dict:
+    """The problem's known backgrounds as ``{"background_X": data, ...}`` (those it has)."""
+    return {k: ds[k].data for k in ("background_X", "background_Y") if k in ds.data_vars}
 
 
 def _initial_guess_dask(ds, f, tY, aY, dtype):
@@ -106,10 +126,11 @@ def _initial_guess_dask(ds, f, tY, aY, dtype):
     from .operators.rebin import _repeat
 
     M, N = ds.sizes["y"], ds.sizes["x"]
-    Y = ds.Y.data.astype(np.float64)
+    Y = _source_counts(ds, "Y")
     w = (tY * aY)[:, None, None]
     fluxY = da.where(w > 0, Y / np.where(w > 0, w, 1.0), 0.0)
-    Xd = _used_counts_X(ds).data
+    dsu = ds.assign(X=_used_counts_X(ds))
+    Xd = _source_counts(dsu, "X") if "background_X" in ds.data_vars else dsu.X.data
     img = np.asarray(Xd.sum(axis=0, dtype=np.float64).compute() if is_dask(Xd)
                      else np.asarray(Xd, np.float64).sum(axis=0))
     ib = img.reshape(M // f.vM, f.vM, N // f.vN, f.vN)
@@ -333,7 +354,8 @@ def _fuse(ds: xr.Dataset, opts: FuseOptions, t0: float) -> xr.DataArray:
     param, trials = _parametrization(ds, model, opts)
     rank = param.rank if opts.low_rank else opts.rank
     x0 = _start(ds, param, opts, zchunks)
-    likelihood = PoissonLikelihood(param, ds.X.data, ds.Y.data, opts.eps, opts.dtype)
+    likelihood = PoissonLikelihood(param, ds.X.data, ds.Y.data, opts.eps, opts.dtype,
+                                   **_backgrounds(ds))
     built = build(opts, likelihood, x0)
     hyper: dict = {"regularizer": opts.regularizer}
     if trials is not None:
@@ -383,7 +405,7 @@ def _fuse(ds: xr.Dataset, opts: FuseOptions, t0: float) -> xr.DataArray:
         attrs["channels_X_used"] = int(ds.coords["observed_X"].sum())
     if opts.patience is None and built.prox.hold_metric:
         attrs["held_patience"] = HOLD_PATIENCE      # the default once the metric is held
-    attrs.update(_fit_attrs(param, st.x, ds.X.data, ds.Y.data))
+    attrs.update(_fit_attrs(param, st.x, ds.X.data, ds.Y.data, **_backgrounds(ds)))
     _warn_fit(attrs, opts.regularizer,
               int(rank) if opts.low_rank and trials is None else None,
               converged=bool(st.converged))
@@ -410,6 +432,9 @@ def _chunked(ds: xr.Dataset, opts: FuseOptions):
         # counts are ignored here and the model masks their expected counts (ForwardModel)
         obs = ds.coords["observed_Y"].astype(bool)
         ds = ds.assign(Y=ds.Y.where(obs, 0).astype(ds.Y.dtype).assign_attrs(ds.Y.attrs))
+        if "background_Y" in ds.data_vars:    # (nor do they have a background)
+            B = ds.background_Y
+            ds = ds.assign(background_Y=B.where(obs, 0).astype(B.dtype).assign_attrs(B.attrs))
     if "observed_X" in ds.coords:
         # X channels left out (e.g. band edges fed from outside Z's band): their counts are
         # ignored here and the model sets their expected counts to 0 (ForwardModel)
@@ -425,6 +450,10 @@ def _chunked(ds: xr.Dataset, opts: FuseOptions):
         ds["Y"] = ds.Y.copy(data=_dask.to_dask(ds.Y.data, (zchunks[0],)
                                                + tuple(tuple(c // v for c in ch) for ch, v in
                                                        zip(zchunks[1:], (f.vM, f.vN)))))
+        for name in ("X", "Y"):     # backgrounds chunked like their counts
+            if f"background_{name}" in ds.data_vars:
+                b = ds[f"background_{name}"]
+                ds[f"background_{name}"] = b.copy(data=_dask.to_dask(b.data, ds[name].chunks))
         if spatial == "auto" and (len(zchunks[1]) > 1 or len(zchunks[2]) > 1):
             spatial = "fft"  # a dense or separable spatial operator needs whole images
     return ds, zchunks, spatial
@@ -438,10 +467,11 @@ def _parametrization(ds: xr.Dataset, model: ForwardModel, opts: FuseOptions):
     aY = np.asarray(ds.arf_Y.values)
     aY = aY if aY.ndim == 1 else aY.mean(axis=(1, 2))
     wY = float(ds.Y.attrs["exposure"]) * aY[:, None, None]
+    bY = np.asarray(ds.background_Y.values) if "background_Y" in ds.data_vars else None
     if opts.rank == "auto":
-        _, V, trials = choose_rank(np.asarray(ds.Y.values), wY[:, 0, 0])
+        _, V, trials = choose_rank(np.asarray(ds.Y.values), wY[:, 0, 0], background=bY)
     else:
-        V = nmf_subspace(np.asarray(ds.Y.values), wY[:, 0, 0], opts.rank)
+        V = nmf_subspace(np.asarray(ds.Y.values), wY[:, 0, 0], opts.rank, background=bY)
         trials = None
     return LowRank(model, V, opts.dtype), trials
 
@@ -590,7 +620,8 @@ def _warn_fit(attrs: dict, regularizer: str, rank: int | None, converged: bool =
                     f"{regularizer}: the fused cube does not explain {inst}'s counts: "
                     f"C-statistic {c / e:.2f} times its expectation ({z:+.0f} sigma); the "
                     f"regularization may be too strong, or the data hold what the model "
-                    f"leaves out (background, sources outside the field){late}", FitWarning,
+                    f"leaves out (a background not given as background_{inst}, sources "
+                    f"outside the field){late}", FitWarning,
                     stacklevel=4)
         else:
             warnings.warn(
@@ -600,13 +631,16 @@ def _warn_fit(attrs: dict, regularizer: str, rank: int | None, converged: bool =
                 f"{late}", FitWarning, stacklevel=4)
 
 
-def _fit_attrs(param, x, Xd, Yd) -> dict:
+def _fit_attrs(param, x, Xd, Yd, background_X=None, background_Y=None) -> dict:
     """C-statistic of each instrument's counts at the result, with its expectation and spread
-    under the fitted model (:mod:`xfusion.goodness`), as flat attrs."""
+    under the fitted model (:mod:`xfusion.goodness`), as flat attrs; the model's expected
+    counts include the known backgrounds."""
     from ._dask import persist
     from .goodness import goodness_of_fit
 
-    mu = persist(*param.forward(x))     # (dask: computed once for the three sums below)
+    mu = param.forward(x)
+    mu = persist(*(m if b is None else m + b
+                   for m, b in zip(mu, (background_X, background_Y), strict=True)))
     out = {}
     for name, D, m in (("X", Xd, mu[0]), ("Y", Yd, mu[1])):
         try:

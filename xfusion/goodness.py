@@ -115,9 +115,19 @@ def cstat_expected(mu) -> tuple[float, float]:
     return float(ev[0].sum()), float(ev[1].sum())
 
 
-def goodness_of_fit(D, mu) -> dict:
+def goodness_of_fit(D, mu, background=None) -> dict:
     """C-statistic of ``D`` given ``mu``, its expectation and standard deviation under the model,
-    their ratio, and the number of bins: ``{"cstat", "expected", "sigma", "ratio", "bins"}``."""
+    their ratio, and the number of bins: ``{"cstat", "expected", "sigma", "ratio", "bins"}``.
+
+    With ``background`` (known expected background counts of D's shape), ``mu`` is the
+    source's expected counts and the statistic is that of the total ``mu + background``:
+    the counts are Poisson draws of the source *and* the background.
+    """
+    if background is not None:
+        if tuple(background.shape) != tuple(D.shape):
+            raise ValueError(f"goodness_of_fit: background has shape "
+                             f"{tuple(background.shape)}, the counts {tuple(D.shape)}")
+        mu = mu + background
     c = cstat(D, mu)
     e, v = cstat_expected(mu)
     return {"cstat": c, "expected": e, "sigma": float(np.sqrt(v)),

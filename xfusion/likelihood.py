@@ -2,12 +2,14 @@ r"""The data term of the fusion objective: both instruments' Poisson deviances t
 
 .. math::
 
-    \mathcal L(x) = \mathcal L_P\big(X \mid \mu_X(x)\big) + \mathcal L_P\big(Y \mid \mu_Y(x)\big),
+    \mathcal L(x) = \mathcal L_P\big(X \mid \mu_X(x) + B_X\big)
+                  + \mathcal L_P\big(Y \mid \mu_Y(x) + B_Y\big),
     \qquad (\mu_X, \mu_Y) = K x
 
 with :math:`K` the parametrization's forward map (:class:`~xfusion.parametrization.FullCube`:
 the instruments' forward model on Z; :class:`~xfusion.parametrization.LowRank`: on Z = V W)
-and :math:`\mathcal L_P` the deviance of :class:`~xfusion.functionals.PoissonLoss`.
+and :math:`\mathcal L_P` the deviance of :class:`~xfusion.functionals.PoissonLoss`;
+:math:`B_X, B_Y` are the problem's known backgrounds (expected counts, 0 without them).
 
 The solver works with expected counts: the model is linear, so the expected counts of a
 momentum point are extrapolated from those of the last two iterates rather than recomputed.
@@ -39,21 +41,31 @@ class PoissonLikelihood:
         Floor of the Poisson term's quadratic extension (counts).
     dtype : numpy dtype
         Working precision of the expected counts and gradients.
+    background_X, background_Y : arrays, optional
+        Known expected background counts of X and Y (shapes of X and Y, numpy or dask like
+        them); the expected counts ``mu`` passed to the methods stay those of the source,
+        :math:`K x`, and the losses add the background (:class:`PoissonLoss`).
 
     Notes
     -----
-    Gradient: :math:`\nabla\mathcal L(x) = K^{\mathsf T}\,(1 - D/\mu)` stacked over both
-    instruments, computed in one pass over each instrument's counts
-    (:meth:`PoissonLoss.value_and_grad`).
+    Gradient: :math:`\nabla\mathcal L(x) = K^{\mathsf T}\,(1 - D/(\mu + B))` stacked over
+    both instruments, computed in one pass over each instrument's counts
+    (:meth:`PoissonLoss.value_and_grad`). The EM metric :math:`x / K^{\mathsf T}1`
+    (:meth:`colsum`) needs no change: a unit step in it is the EM update with a known
+    background, :math:`x \odot K^{\mathsf T}(D/(Kx + B)) / K^{\mathsf T}1`.
     """
 
-    def __init__(self, param, X, Y, eps: float = 1e-6, dtype=np.float32):
+    def __init__(self, param, X, Y, eps: float = 1e-6, dtype=np.float32,
+                 background_X=None, background_Y=None):
         self.param = param
         self.dtype = np.dtype(dtype)
-        self.lossX = PoissonLoss(X, eps, self.dtype)
-        self.lossY = PoissonLoss(Y, eps, self.dtype)
+        self.lossX = PoissonLoss(X, eps, self.dtype, background=background_X)
+        self.lossY = PoissonLoss(Y, eps, self.dtype, background=background_Y)
         # chunked counts are read once and kept on the workers (they are 1/32–1/64 of Z)
         self.lossX.D, self.lossY.D = persist(self.lossX.D, self.lossY.D)
+        for loss in (self.lossX, self.lossY):
+            if loss.B is not None:
+                loss.B, = persist(loss.B)
         self._colsum = None
 
     @property
@@ -94,10 +106,11 @@ class PoissonLikelihood:
 
     def curvature(self, mu):
         r"""Diagonal of :math:`K^{\mathsf T}\,\mathrm{diag}(h)\,K` with the Poisson curvature
-        :math:`h_i = \max(1/\mu_i, D_i/\mu_i^2)` (μ floored at 1 % of the mean count)."""
+        :math:`h_i = \max(1/m_i, D_i/m_i^2)` at the total expected counts
+        :math:`m = \mu + B` (floored at 1 % of the mean count)."""
         def h(m, loss):
             floor = 0.01 * max(float(loss.D.mean()), 1e-12)
-            mm = np.maximum(m, floor)
+            mm = np.maximum(loss.total(m), floor)
             return np.maximum(1.0 / mm, loss.D / (mm * mm)).astype(self.dtype)
 
         return self.param.curvature(h(mu[0], self.lossX), h(mu[1], self.lossY))

@@ -14,6 +14,12 @@ variable       dims                                     meaning
 ``arf_Y``      (energy) or (energy, y, x)               effective area of Y's instrument (cm²)
 =============  =======================================  ===============================================
 
+Optional: ``background_X`` (energy_coarse, y, x) and ``background_Y`` (energy, y_coarse, x_coarse),
+the known expected background counts in each bin of X and Y (counts, like the data): the model's
+expected counts are then ``K Z + B`` (docs/model.md). Refused when negative, NaN/Inf, of another
+dtype than real numbers, or on other dims (:func:`validate`); :func:`make_problem` and
+:func:`with_background` also take a 1-D spectrum per pixel (the same in every pixel).
+
 Faults that raise :class:`ProblemError` (in :func:`validate`): a missing variable or exposure,
 wrong dims, an empty (size-0) axis, values that are not real numbers (bool, complex, string,
 object dtypes), spatial grids that do not line up (non-integer factor, coarse pixel centres that
@@ -66,6 +72,8 @@ __all__ = [
     "save_problem",
     "check_store",
     "REQUIRED",
+    "BACKGROUND",
+    "with_background",
 ]
 
 
@@ -89,6 +97,11 @@ TRUTH: dict[str, tuple[str, ...]] = {
     "Z_true": ("energy", "y", "x"),
     "X_true": ("energy_coarse", "y", "x"),
     "Y_true": ("energy", "y_coarse", "x_coarse"),
+}
+#: optional known backgrounds (expected counts in each bin of X and Y) and their dims
+BACKGROUND: dict[str, tuple[str, ...]] = {
+    "background_X": ("energy_coarse", "y", "x"),
+    "background_Y": ("energy", "y_coarse", "x_coarse"),
 }
 
 
@@ -310,6 +323,7 @@ def validate(ds: xr.Dataset) -> Factors:
             raise ProblemError(f"{name}: negative effective area (min {a.min():.3g} cm²)")
         if not a.any():
             raise ProblemError(f"{name}: effective area is zero everywhere")
+    _check_backgrounds(ds)
     for name in TRUTH:
         if name in ds.data_vars:
             t = _values(ds[name])
@@ -339,6 +353,97 @@ def _check_observed_X(ds: xr.Dataset) -> None:
     if not bool(np.asarray(obs.values).any()):
         raise ProblemError(f"observed_X: all {obs.size} of X's channels are left out (all "
                            f"False); at least one must be used")
+def _check_backgrounds(ds: xr.Dataset) -> None:
+    """Refuse a ``background_X`` / ``background_Y`` on other dims, not of real numbers,
+    non-finite or negative (expected background counts are finite and ≥ 0)."""
+    for name, dims in BACKGROUND.items():
+        if name not in ds.data_vars:
+            continue
+        if ds[name].dims != dims:
+            raise ProblemError(f"{name}: dims {ds[name].dims}, expected {dims} (expected "
+                               f"background counts in each bin of "
+                               f"{'X' if name.endswith('X') else 'Y'})")
+        _check_dtype(name, ds[name].dtype)
+        b = _values(ds[name])
+        bad = ~np.isfinite(b)
+        if bad.any():
+            raise ProblemError(f"{name}: {int(bad.sum())} non-finite values (NaN or Inf); "
+                               f"expected background counts are finite")
+        if (b < 0).any():
+            raise ProblemError(f"{name}: {int((b < 0).sum())} negative values (min "
+                               f"{b.min():.3g}); expected background counts cannot be negative")
+
+
+def _background_da(value, name: str, shape: tuple[int, int, int]) -> xr.DataArray:
+    r"""A background as a (channel, y, x) DataArray of float64 expected counts.
+
+    ``value`` is the cube itself (``shape``, or a DataArray on the variable's dims) or a 1-D
+    spectrum ``b`` of ``shape[0]`` channels, the expected background counts of *one pixel*
+    of the instrument's grid (X: one Z pixel; Y: one Y pixel), put in every pixel:
+    :math:`B[c, i, j] = b[c]` (a spatially flat background).
+    """
+    dims = BACKGROUND[name]
+    if isinstance(value, xr.DataArray):
+        if value.ndim == 1:
+            arr = np.asarray(value.values)
+        elif set(value.dims) == set(dims):
+            arr = np.asarray(value.transpose(*dims).values)
+        else:
+            raise ProblemError(f"{name}: dims {value.dims}, expected {dims} or one channel "
+                               f"axis (a spectrum per pixel)")
+    else:
+        arr = np.asarray(value)
+    _check_dtype(name, arr.dtype)
+    if arr.shape == (shape[0],):
+        arr = np.broadcast_to(np.asarray(arr, float)[:, None, None], shape)
+    elif arr.shape != shape:
+        raise ProblemError(f"{name}: shape {arr.shape}, expected {shape} or ({shape[0]},) "
+                           f"(a spectrum of expected counts per pixel, put in every pixel)")
+    attrs = {"units": "counts",
+             "long_name": f"expected background counts of {'X' if name.endswith('X') else 'Y'}"}
+    if isinstance(value, xr.DataArray) and isinstance(value.attrs.get("source"), str):
+        attrs["source"] = value.attrs["source"]       # e.g. the PHA file it was read from
+    return xr.DataArray(np.array(arr, dtype=float), dims=dims, attrs=attrs)
+
+
+def with_background(ds: xr.Dataset, background_X=None, background_Y=None) -> xr.Dataset:
+    r"""The problem ``ds`` with known backgrounds added (or replaced), validated.
+
+    The expected counts become :math:`\mu_X = K_X Z + B_X` and :math:`\mu_Y = K_Y Z + B_Y`
+    (docs/model.md); ``fuse`` then fits Z to the counts with the background included.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A fusion problem.
+    background_X : array_like (l, M, N) or (l,), or DataArray, optional
+        Expected background counts in each bin of X (counts, like ``X``), or a spectrum of
+        ``l`` expected counts per X pixel, the same in every pixel (a flat background; e.g.
+        :func:`xfusion.io.background_spectrum`).
+    background_Y : array_like (L, m, n) or (L,), or DataArray, optional
+        Likewise for Y (a spectrum per Y pixel).
+
+    Returns
+    -------
+    xarray.Dataset
+        A copy of ``ds`` with ``background_X`` / ``background_Y``.
+
+    Raises
+    ------
+    ProblemError
+        A background of the wrong shape or dims, negative or non-finite.
+    """
+    out = ds.copy()
+    sizes = ds.sizes
+    for name, value, shape in (
+            ("background_X", background_X,
+             (sizes["energy_coarse"], sizes["y"], sizes["x"])),
+            ("background_Y", background_Y,
+             (sizes["energy"], sizes["y_coarse"], sizes["x_coarse"]))):
+        if value is not None:
+            out[name] = _background_da(value, name, shape)
+    validate(out)
+    return out
 
 
 def _as_da(value, dims, name, coords=None, attrs=None) -> xr.DataArray:
@@ -536,6 +641,8 @@ def make_problem(
     wcs_header: str | None = None,
     attrs: Mapping | None = None,
     observed_X=None,
+    background_X=None,
+    background_Y=None,
     **truth,
 ) -> xr.Dataset:
     """Build and validate a fusion problem from arrays or DataArrays.
@@ -571,6 +678,12 @@ def make_problem(
         The X channels used in the likelihood (stored as the ``observed_X`` coordinate); the
         others have expected counts 0 and their counts are ignored (e.g. edge channels fed by
         photons from outside the band, :func:`xfusion.io.observed_channels`). Default: all.
+    background_X : array_like (l, M, N) or (l,), optional
+        Known expected background counts in each bin of X (counts, as X), or a spectrum of
+        expected background counts in *one X pixel*, the same in every pixel (a spatially
+        flat background). See :func:`with_background`.
+    background_Y : array_like (L, m, n) or (L,), optional
+        Likewise for Y (a 1-D spectrum is per Y pixel, put in every Y pixel).
     **truth
         Optional ``Z_true``, ``X_true``, ``Y_true`` arrays for simulated problems.
 
@@ -599,6 +712,10 @@ def make_problem(
         "arf_Y": _area(arf_Y),
     }
     _add_truth(data, truth)
+    for name, value, shape in (("background_X", background_X, (l, M, N)),
+                               ("background_Y", background_Y, (L, m, n))):
+        if value is not None:
+            data[name] = _background_da(value, name, shape)
     coords = {
         "energy": ("energy", energy, {"units": "keV", "long_name": "true energy (bin centre)"}),
         "energy_lo": ("energy", edges[:-1], {"units": "keV"}),

@@ -70,6 +70,7 @@ __all__ = [
     "spec",
     "grid",
     "scenario",
+    "add_background",
     "make_remnant",
     "remnant_cube",
     "expected_counts",
@@ -1053,6 +1054,72 @@ def scenario(
         ds[v].attrs.update({"units": "counts", "long_name": ln})
     ds["Z_true"].attrs["long_name"] = "true photon flux per voxel"
     return ds
+
+
+def _background_shape(spectrum, n: int, name: str) -> np.ndarray:
+    """A background's relative spectrum over ``n`` channels (flat by default), summing to 1."""
+    if spectrum is None:
+        return np.full(n, 1.0 / n)
+    w = np.asarray(spectrum, dtype=float)
+    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"{name}: a relative background spectrum of {n} finite, non-negative "
+                         f"values (not all 0) is needed, got shape {w.shape}")
+    return w / w.sum()
+
+
+def add_background(ds: xr.Dataset, fraction_X: float = 0.3, fraction_Y: float = 0.5,
+                   seed: int = 1, spectrum_X=None, spectrum_Y=None) -> xr.Dataset:
+    r"""A simulated problem with a known, spatially flat background added to its counts.
+
+    The background of each instrument is spread evenly over its pixels, with the relative
+    spectrum ``spectrum_X`` / ``spectrum_Y`` (flat in counts per channel by default, like a
+    particle background), and scaled so that it makes the fraction ``f`` of the expected
+    counts: :math:`\sum B = f/(1 - f) \sum \mu_{\rm source}` (``X_true`` / ``Y_true``, or the
+    counts when the problem has no truth). Its counts are drawn and added to the source's,
+
+    .. math:: X' = X + \mathrm{Poisson}(B_X),\qquad Y' = Y + \mathrm{Poisson}(B_Y)
+
+    (so :math:`X' \sim \mathrm{Poisson}(X_{\rm true} + B_X)`, with the source's noise the same
+    as in ``ds``), and the problem records :math:`B_X, B_Y` as ``background_X`` /
+    ``background_Y``. ``X_true`` / ``Y_true`` stay the source's expected counts.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A problem (e.g. :func:`scenario`).
+    fraction_X, fraction_Y : float
+        Fraction of each instrument's expected counts that is background, in [0, 1).
+    seed : int
+        Seed of the background's Poisson draws.
+    spectrum_X, spectrum_Y : array_like (l,) and (L,), optional
+        Relative background spectra (any normalisation; flat by default).
+
+    Returns
+    -------
+    xarray.Dataset
+        The validated problem with the background in its counts and as ``background_X`` /
+        ``background_Y``; attrs ``background_fraction_X`` / ``_Y``.
+    """
+    from .problem import with_background
+
+    rng = np.random.default_rng(seed)
+    out = ds.copy()
+    bkg = {}
+    for name, f, spectrum in (("X", fraction_X, spectrum_X), ("Y", fraction_Y, spectrum_Y)):
+        f = float(f)
+        if not 0 <= f < 1:
+            raise ValueError(f"fraction_{name}: must be in [0, 1), got {f!r}")
+        D = ds[name]
+        ref = ds[f"{name}_true"] if f"{name}_true" in ds.data_vars else D
+        n_ch, n_pix = D.shape[0], D.shape[1] * D.shape[2]
+        total = f / (1 - f) * float(np.asarray(ref.values, np.float64).sum())
+        per_pixel = total / n_pix * _background_shape(spectrum, n_ch, f"spectrum_{name}")
+        B = np.broadcast_to(per_pixel[:, None, None], D.shape)
+        counts = np.asarray(D.values) + rng.poisson(B).astype(np.asarray(D.values).dtype)
+        out[name] = D.copy(data=counts)
+        bkg[f"background_{name}"] = per_pixel
+        out.attrs[f"background_fraction_{name}"] = f
+    return with_background(out, **bkg)
 
 
 def _paper_row(s: ScenarioSpec) -> dict:

@@ -4,7 +4,9 @@ The fused cube :math:`\hat Z` minimises the Poisson negative log-likelihoods of 
 instruments plus a regularizer. Its sampling distribution — how :math:`\hat Z` would scatter
 over repeated observations of the same sky — is estimated by a *parametric bootstrap*: the
 fitted expected counts :math:`\hat\mu_X = \mu_X(\hat Z)`, :math:`\hat\mu_Y = \mu_Y(\hat Z)`
-stand in for the truth, new counts are drawn from them,
+stand in for the truth (plus the problem's known backgrounds :math:`B_X, B_Y`, if any:
+the draws are Poisson(μ̂ + B) and each refit models the same background), new counts are drawn
+from them,
 
 .. math::
 
@@ -190,7 +192,9 @@ def _curvature_at(ds: xr.Dataset, Z: np.ndarray, kw: dict, V: np.ndarray) -> flo
     param = LowRank(model, V, dtype)
     x0 = param.from_cube(Z.astype(dtype))
     x0 = np.maximum(x0, 1e-3 * float(np.abs(x0).mean())).astype(dtype)
-    likelihood = PoissonLikelihood(param, ds.X.data, ds.Y.data, kw.get("eps", 1e-6), dtype)
+    bkg = {k: ds[k].data for k in ("background_X", "background_Y") if k in ds.data_vars}
+    likelihood = PoissonLikelihood(param, ds.X.data, ds.Y.data, kw.get("eps", 1e-6), dtype,
+                                   **bkg)
     return float(data_curvature(likelihood, x0, np.random.default_rng(0)))
 
 
@@ -200,7 +204,9 @@ def _subspace(ds: xr.Dataset, rank: int) -> np.ndarray:
 
     aY = np.asarray(ds.arf_Y.values)
     aY = aY if aY.ndim == 1 else aY.mean(axis=(1, 2))
-    return nmf_subspace(np.asarray(ds.Y.values), float(ds.Y.attrs["exposure"]) * aY, rank)
+    bY = np.asarray(ds.background_Y.values) if "background_Y" in ds.data_vars else None
+    return nmf_subspace(np.asarray(ds.Y.values), float(ds.Y.attrs["exposure"]) * aY, rank,
+                        background=bY)
 
 
 def _held_sobolev(ds: xr.Dataset, Z: np.ndarray, kw: dict) -> dict:
@@ -298,8 +304,9 @@ def bootstrap(ds: xr.Dataset, Z: xr.DataArray, n_draws: int = 16, seed: int = 0,
               **fuse_overrides) -> xr.DataArray:
     r"""Parametric bootstrap of a fused cube: ``n_draws`` refits of Poisson redraws.
 
-    For :math:`b = 1 \dots B`: draw :math:`X^{*b} \sim \mathrm{Poisson}(\mu_X(\hat Z))` and
-    :math:`Y^{*b} \sim \mathrm{Poisson}(\mu_Y(\hat Z))`, and fuse them with ``Z``'s settings
+    For :math:`b = 1 \dots B`: draw :math:`X^{*b} \sim \mathrm{Poisson}(\mu_X(\hat Z) + B_X)` and
+    :math:`Y^{*b} \sim \mathrm{Poisson}(\mu_Y(\hat Z) + B_Y)` (:math:`B`: the problem's known
+    backgrounds, kept in each redrawn problem; 0 without them), and fuse them with ``Z``'s settings
     (:func:`fit_settings`), warm-started from ``Z``. The refits :math:`Z^{*b}` sample the
     estimator's distribution around :math:`\hat Z`: their spread estimates its *variance*;
     the regularizer's *bias* (the shrinkage towards smooth / sparse / low-rank cubes) is not
@@ -452,15 +459,18 @@ def _draws_array(Z: xr.DataArray, results: list, kw: dict, seed: int) -> xr.Data
 def _fisher_std(ds: xr.Dataset, Z: xr.DataArray, kw: dict) -> np.ndarray:
     r"""Per-voxel :math:`[\mathrm{diag}\,F]^{-1/2}` of the Poisson likelihood at ``Z``.
 
-    :math:`F = K^\top \mathrm{diag}(1/\mu) K` (both instruments); for low-rank fits in the
-    coefficients W of :math:`Z = VW`, mapped back as :math:`\sum_r V_{Er}^2 / F_{rr}(p)`.
+    :math:`F = K^\top \mathrm{diag}(1/\mu) K` (both instruments), μ the total expected counts
+    (with the known backgrounds); for low-rank fits in the coefficients W of :math:`Z = VW`,
+    mapped back as :math:`\sum_r V_{Er}^2 / F_{rr}(p)`.
     """
+    from .model import forward
     from .operators import ForwardModel
     from .parametrization import FullCube, LowRank
 
     model = ForwardModel.from_dataset(ds, spatial=kw.get("spatial", "auto"))
     z = np.asarray(Z.values, np.float64)
-    mx, my = model.forward(z)
+    mx, my = (np.asarray(m.values, np.float64)
+              for m in forward(ds, z, spatial=kw.get("spatial", "auto")))
     hX = 1.0 / np.maximum(mx, 1e-12)
     hY = 1.0 / np.maximum(my, 1e-12)
     if kw["regularizer"] in _LOW_RANK:

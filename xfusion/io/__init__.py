@@ -14,6 +14,7 @@ See ``docs/real_data.md``.
 
 from ._fits import FileFormatError
 from .assemble import area_on_grid, from_files, overlap_matrix, response_from_rmf, split_rsp
+from .background import background_spectrum
 from .edges import DEFAULT_EDGE_TOLERANCE, observed_channels, out_of_band_fraction
 from .events import (
     EPIC_SKY_PIXEL,
@@ -46,7 +47,16 @@ from .grid import (
     pixel_scale,
     subdivide_wcs,
 )
-from .ogip import read_arf, read_rmf, rmf_extensions, write_arf, write_rmf
+from .ogip import (
+    read_arf,
+    read_ebounds,
+    read_pha,
+    read_rmf,
+    rmf_extensions,
+    write_arf,
+    write_pha,
+    write_rmf,
+)
 from .psf import psf_from_fits, psf_on_grid, read_psf_images, resample_psf, write_psf
 
 __all__ = [
@@ -62,4 +72,5 @@ __all__ = [
     "write_fits_cube", "write_spectrum", "spectrum_paths", "ExportError",
     "read_gti", "merge_intervals", "intersect_intervals", "interval_length", "in_intervals",
     "pixel_exposure", "read_expmap", "write_expmap", "expmap_on_grid", "area_from_expmaps",
+    "read_pha", "write_pha", "read_ebounds", "background_spectrum",
 ]

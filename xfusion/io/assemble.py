@@ -16,10 +16,10 @@ import xarray as xr
 
 from ..problem import ProblemError, make_problem
 from ._fits import FileFormatError
-from .events import read_events
+from .events import RESOLVE_CHANNEL_WIDTH, read_events
 from .exposure import area_from_expmaps
 from .grid import as_wcs, check_alignment, grid_rotation, pixel_scale, subdivide_wcs
-from .ogip import read_arf, read_rmf
+from .ogip import read_arf, read_pha, read_rmf
 from .psf import psf_from_fits
 
 __all__ = ["response_from_rmf", "area_on_grid", "split_rsp", "overlap_matrix", "from_files"]
@@ -374,6 +374,25 @@ def _psf_on_grid(psf_Y, step: float, E: np.ndarray, shape_Z, psf_size, psf_rotat
     return psf_arr, psf_src
 
 
+def _background(value, options: Mapping | None, edges: np.ndarray, exposure: float,
+                default_ebounds, what: str):
+    """A background of :func:`from_files`: a PHA path made into expected counts per pixel
+    (:func:`xfusion.io.background_spectrum`), anything else passed on to make_problem."""
+    if value is None:
+        if options:
+            raise ValueError(f"{what}_options given without {what}")
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        return value
+    from .background import background_spectrum
+
+    opts = dict(options or {})
+    pha = read_pha(value)
+    if "ebounds" not in opts and "e_min" not in pha.coords and default_ebounds is not None:
+        opts["ebounds"] = default_ebounds
+    return background_spectrum(pha, edges, exposure, **opts)
+
+
 def from_files(
     events_X,
     events_Y,
@@ -401,6 +420,10 @@ def from_files(
     expmap_Y=None,
     edge_tolerance: float | None = 0.05,
     edge_spectrum=None,
+    background_X=None,
+    background_Y=None,
+    background_options_X: Mapping | None = None,
+    background_options_Y: Mapping | None = None,
 ) -> xr.Dataset:
     """Assemble a fusion problem from event files and calibration files.
 
@@ -463,6 +486,18 @@ def from_files(
         warning naming them; default 0.05. ``None`` or 0 keeps every channel.
     edge_spectrum : callable, optional
         The spectrum (photons per keV, a function of keV) for ``edge_tolerance``; default flat.
+    background_X, background_Y : path, DataArray or array, optional
+        Known backgrounds (docs/real_data.md#backgrounds): a background PHA file, turned into
+        expected counts per pixel on X's channels (Y's: Z's energy bins) by
+        :func:`xfusion.io.background_spectrum` with X's (Y's) exposure; or expected counts
+        as :func:`xfusion.make_problem` takes them (a cube on the instrument's grid, or a 1-D
+        spectrum per pixel, put in every pixel).
+    background_options_X, background_options_Y : mapping, optional
+        Arguments of :func:`xfusion.io.background_spectrum` for a PHA: ``backscal`` or
+        ``pixels`` (one is needed: the file cannot know the source's BACKSCAL), ``areascal``,
+        ``ebounds``. Without ``ebounds`` and an ``EBOUNDS`` extension in the PHA, X's channel
+        energies are those of ``rmf_X``, and a Resolve Y's those of its PI channels
+        (:data:`xfusion.io.RESOLVE_CHANNEL_WIDTH`).
 
     Returns
     -------
@@ -509,6 +544,11 @@ def from_files(
     _zero_area_counts(Xc, aX, "X")
     psf_arr, psf_src = _psf_on_grid(psf_Y, step, E, shape_Z, psf_size, psf_rotation,
                                     psf_pixel_size)
+    bkg_X = _background(background_X, background_options_X, C, Xc.attrs["exposure"],
+                        rmf_X, "background_X")
+    bkg_Y = _background(background_Y, background_options_Y, E, Yc.attrs["exposure"],
+                        RESOLVE_CHANNEL_WIDTH if Yc.attrs.get("layout") == "resolve" else None,
+                        "background_Y")
 
     attrs = {
         "events_X": Xc.attrs["filename"], "events_Y": Yc.attrs["filename"],
@@ -519,11 +559,15 @@ def from_files(
            if m is not None},
         "rotation": grid_rotation(wZ), "pixel_size": step,
     }
+    for name, value in (("background_X", background_X), ("background_Y", background_Y)):
+        if value is not None:
+            attrs[name] = _name(value, "array")
     ds = make_problem(
         Xc.values, Yc.values, R.values, psf_arr, aX, aY,
         exposure_X=Xc.attrs["exposure"], exposure_Y=Yc.attrs["exposure"],
         energy_edges=E, y=Xc["y"].values, x=Xc["x"].values, pixel_size=step,
         energy_coarse=0.5 * (C[1:] + C[:-1]), wcs_header=Xc.attrs["wcs"], attrs=attrs,
+        background_X=bkg_X, background_Y=bkg_Y,
     )
     ds = ds.assign_coords(channel_lo=("energy_coarse", C[:-1], {"units": "keV"}),
                           channel_hi=("energy_coarse", C[1:], {"units": "keV"}))

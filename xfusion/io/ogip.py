@@ -13,6 +13,9 @@ CAL/GEN/92-002 (and its addendum 92-002a):
   ``MATRIX``; plus a table ``EBOUNDS`` giving each channel's nominal energy range
   (``CHANNEL``, ``E_MIN``, ``E_MAX``). Channel numbers start at ``TLMIN`` of the ``F_CHAN``
   column (0 for XMM-Newton/EPIC and XRISM, 1 for many older missions).
+* PHA — a type I spectrum, binary table ``SPECTRUM`` with ``CHANNEL`` and ``COUNTS`` (or
+  ``RATE``), keywords ``EXPOSURE``, ``BACKSCAL``, ``AREASCAL`` (each keyword or column), optional
+  ``QUALITY`` / ``GROUPING`` (OGIP/92-007); background spectra have ``HDUCLAS2 = 'BKG'``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from ._fits import (
     write_atomic,
 )
 
-__all__ = ["read_arf", "write_arf", "read_rmf", "write_rmf", "rmf_extensions"]
+__all__ = ["read_arf", "write_arf", "read_rmf", "write_rmf", "rmf_extensions", "read_pha",
+           "write_pha", "read_ebounds"]
 
 MATRIX_NAMES = ("MATRIX", "SPECRESP MATRIX")
 #: Column sums of a redistribution matrix above this are taken to include an effective area.
@@ -590,3 +594,251 @@ def write_rmf(
     ehdu = _ebounds_hdu(emin, emax, first_channel, keys)
     hdul = fits.HDUList([_primary(telescope, instrument), mhdu, ehdu])
     return write_atomic(hdul, path, overwrite)
+
+
+# --------------------------------------------------------------------------------------- PHA
+def read_ebounds(path) -> xr.DataArray:
+    """Read only the ``EBOUNDS`` extension (channel energies) of an RMF or PHA file.
+
+    Cheaper than :func:`read_rmf` for a large response (a Resolve RMF has 60 000 channels:
+    its dense matrix does not fit, its ``EBOUNDS`` does).
+
+    Returns
+    -------
+    xarray.DataArray
+        The channel numbers (dims ``('channel',)``) with coords ``e_min``, ``e_max`` (keV);
+        attrs ``filename``.
+
+    Raises
+    ------
+    FileFormatError
+        No ``EBOUNDS`` extension, missing columns, non-finite or reversed bounds.
+    """
+    path = fspath(path)
+    with open_fits(path) as hdul:
+        eb = get_table(hdul, path, ("EBOUNDS",), "EBOUNDS", hduclas=("EBOUNDS",))
+        ch, e_min, e_max = _ebounds(eb, path)
+    return xr.DataArray(ch, dims=("channel",),
+                        coords={"channel": ch, "e_min": ("channel", e_min, {"units": "keV"}),
+                                "e_max": ("channel", e_max, {"units": "keV"})},
+                        name="ebounds", attrs={"filename": path})
+
+
+def _pha_scale(hdu: fits.BinTableHDU, name: str, n: int, path: str) -> tuple[np.ndarray, bool]:
+    """``BACKSCAL`` / ``AREASCAL`` per channel: the column if there is one, else the keyword
+    (1 when absent); and whether it was a column."""
+    cols = [c.name.upper() for c in hdu.columns]
+    if name in cols:
+        v, per_channel = np.asarray(column(hdu, name, path), float).ravel(), True
+    else:
+        v, per_channel = np.full(n, float(hdu.header.get(name, 1.0))), False
+    if v.shape != (n,):
+        raise FileFormatError(f"{path}: column {name} has {v.size} values for {n} channels")
+    if not np.isfinite(v).all() or (v <= 0).any():
+        bad = ~np.isfinite(v) | (v <= 0)
+        raise FileFormatError(f"{path}: {name} must be positive and finite, got "
+                              f"{v[np.argmax(bad)]!r} ({int(bad.sum())} channels)")
+    return v, per_channel
+
+
+def _pha_counts(hdu: fits.BinTableHDU, exposure: float, path: str) -> tuple[np.ndarray, str]:
+    """``COUNTS``, or ``RATE`` × ``EXPOSURE``, per channel (float64), and which it was."""
+    cols = [c.name.upper() for c in hdu.columns]
+    if "COUNTS" in cols:
+        v, what = np.asarray(column(hdu, "COUNTS", path), float), "COUNTS"
+    elif "RATE" in cols:
+        unit = column_unit(hdu, "RATE")
+        if unit and unit.strip().lower() not in ("count/s", "counts/s", "count s-1",
+                                                   "counts s-1", "cts/s", "s-1", "1/s",
+                                                   "s**-1", "count/sec"):
+            raise FileFormatError(f"{path}: column RATE has unit {unit!r}; expected count/s")
+        v, what = np.asarray(column(hdu, "RATE", path), float) * exposure, "RATE"
+    else:
+        raise FileFormatError(f"{path}: extension {hdu.name!r} has neither a COUNTS nor a RATE "
+                              f"column (columns: {', '.join(cols)})")
+    if v.ndim != 1:
+        raise FileFormatError(f"{path}: column {what} holds {v.shape[0]} spectra (a type II "
+                              f"PHA file); write the background spectrum as a type I file")
+    bad = ~np.isfinite(v)
+    if bad.any():
+        raise FileFormatError(f"{path}: column {what} has {int(bad.sum())} non-finite values")
+    if (v < 0).any():
+        raise FileFormatError(f"{path}: column {what} has {int((v < 0).sum())} negative values "
+                              f"(min {v.min():.6g}); a background spectrum is counts (is it a "
+                              f"net, background-subtracted spectrum?)")
+    return v, what
+
+
+def read_pha(path) -> xr.DataArray:
+    r"""Read an OGIP type I PHA spectrum (e.g. a background spectrum) as counts per channel.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The PHA file. The spectrum is the extension ``SPECTRUM`` (or ``HDUCLAS1 =
+        'SPECTRUM'``); its channel energies are the file's ``EBOUNDS`` extension if it has
+        one (else give them to :func:`xfusion.io.background_spectrum`).
+
+    Returns
+    -------
+    xarray.DataArray
+        Counts (float64; ``RATE`` × ``EXPOSURE`` for a rate spectrum), dims ``('channel',)``
+        with the channel numbers of ``CHANNEL``; coords ``backscal`` and ``areascal`` per
+        channel (the columns, or the keywords repeated; 1 when absent, the OGIP default) and
+        ``e_min``, ``e_max`` (keV) from ``EBOUNDS`` when present. Attrs ``exposure`` (s),
+        ``backscal_column``, ``areascal_column`` (bool), ``column`` (``COUNTS`` or
+        ``RATE``), ``hduclas2`` (``BKG``, ``TOTAL``, ...), ``telescope``, ``instrument``,
+        ``filter``, ``filename``, ``bad_quality`` (channels with ``QUALITY`` > 0),
+        ``grouped`` (whether a ``GROUPING`` column groups channels).
+
+    Raises
+    ------
+    FileFormatError
+        No spectrum extension, no ``CHANNEL`` or no ``COUNTS``/``RATE`` column, a type II file
+        (several spectra), non-finite or negative counts, no positive ``EXPOSURE``,
+        non-positive ``BACKSCAL`` / ``AREASCAL``, ``EBOUNDS`` channels that do not match.
+
+    Notes
+    -----
+    ``GROUPING`` and ``QUALITY`` are not applied: every channel is read as it is (a background
+    model is wanted per channel; grouping is for fitting statistics). ``bad_quality`` counts
+    the flagged channels so that a caller can drop them. ``STAT_ERR`` / ``SYS_ERR`` are not
+    read (the background is taken as known).
+    """
+    path = fspath(path)
+    with open_fits(path) as hdul:
+        hdu = get_table(hdul, path, ("SPECTRUM",), "SPECTRUM (PHA)", hduclas=("SPECTRUM",))
+        h = hdu.header
+        cols = [c.name.upper() for c in hdu.columns]
+        exposure = h.get("EXPOSURE", hdul[0].header.get("EXPOSURE"))
+        try:
+            exposure = float(exposure)
+        except (TypeError, ValueError):
+            raise FileFormatError(f"{path}: no usable EXPOSURE keyword in {hdu.name!r} (got "
+                                  f"{exposure!r})") from None
+        if not np.isfinite(exposure) or exposure <= 0:
+            raise FileFormatError(f"{path}: EXPOSURE must be positive, got {exposure!r}")
+        ch = np.asarray(column(hdu, "CHANNEL", path))
+        if ch.ndim != 1:
+            raise FileFormatError(f"{path}: column CHANNEL holds {ch.shape[0]} spectra (a type "
+                                  f"II PHA file); write the spectrum as a type I file")
+        ch = ch.astype(int)
+        counts, what = _pha_counts(hdu, exposure, path)
+        backscal, bcol = _pha_scale(hdu, "BACKSCAL", ch.size, path)
+        areascal, acol = _pha_scale(hdu, "AREASCAL", ch.size, path)
+        if "QUALITY" in cols:
+            bad_quality = int((np.asarray(column(hdu, "QUALITY", path)) > 0).sum())
+        else:       # a QUALITY keyword holds for every channel
+            bad_quality = ch.size if int(h.get("QUALITY", 0) or 0) > 0 else 0
+        grouped = "GROUPING" in cols and bool(
+            (np.asarray(column(hdu, "GROUPING", path)) == -1).any())
+        meta = _meta(h, path)
+        hduclas2 = str(h.get("HDUCLAS2", "")).strip().upper()
+        ebounds = None
+        if find_tables(hdul, ("EBOUNDS",), ("EBOUNDS",)):
+            eb = get_table(hdul, path, ("EBOUNDS",), "EBOUNDS", hduclas=("EBOUNDS",))
+            ebounds = _ebounds(eb, path)
+    coords: dict = {"channel": ch, "backscal": ("channel", backscal),
+                    "areascal": ("channel", areascal)}
+    if ebounds is not None:
+        ech, e_min, e_max = ebounds
+        index = {int(c): i for i, c in enumerate(ech)}
+        missing = [int(c) for c in ch if int(c) not in index]
+        if missing:
+            raise FileFormatError(f"{path}: EBOUNDS has no energies for {len(missing)} of the "
+                                  f"spectrum's channels (e.g. channel {missing[0]})")
+        sel = np.array([index[int(c)] for c in ch], dtype=int)
+        coords["e_min"] = ("channel", e_min[sel], {"units": "keV"})
+        coords["e_max"] = ("channel", e_max[sel], {"units": "keV"})
+    return xr.DataArray(counts, dims=("channel",), coords=coords, name="counts",
+                        attrs={"units": "counts", "exposure": exposure, "column": what,
+                               "backscal_column": bcol, "areascal_column": acol,
+                               "hduclas2": hduclas2, "bad_quality": bad_quality,
+                               "grouped": grouped, **meta})
+
+
+def write_pha(
+    path,
+    counts: Sequence[float],
+    exposure: float,
+    backscal=1.0,
+    areascal=1.0,
+    e_min: Sequence[float] | None = None,
+    e_max: Sequence[float] | None = None,
+    first_channel: int = 0,
+    hduclas2: str = "BKG",
+    telescope: str = "",
+    instrument: str = "",
+    filter: str = "NONE",
+    overwrite: bool = False,
+) -> str:
+    """Write an OGIP type I PHA spectrum (``SPECTRUM``, and ``EBOUNDS`` if given), atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file.
+    counts : array_like (n,)
+        Counts per channel (``COUNTS``, 64-bit real; ``POISSERR = T``).
+    exposure : float
+        ``EXPOSURE`` (s).
+    backscal, areascal : float or array_like (n,)
+        ``BACKSCAL`` / ``AREASCAL``: a keyword when scalar, a column per channel when an array.
+    e_min, e_max : array_like (n,), optional
+        Channel energies (keV) for an ``EBOUNDS`` extension.
+    first_channel : int
+        Number of the first channel (0 for EPIC and Resolve).
+    hduclas2 : str
+        ``'BKG'`` (a background spectrum, default), ``'TOTAL'`` or ``'NET'``.
+    telescope, instrument, filter : str
+        Header keywords.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    c = np.asarray(counts, float)
+    if c.ndim != 1 or c.size == 0:
+        raise ValueError(f"counts must be a non-empty 1-D array, got shape {c.shape}")
+    if not np.isfinite(exposure) or exposure <= 0:
+        raise ValueError(f"exposure must be positive and finite, got {exposure!r}")
+    n = c.size
+    ch = np.arange(first_channel, first_channel + n, dtype=np.int32)
+    cols = [fits.Column("CHANNEL", "J", array=ch),
+            fits.Column("COUNTS", "D", unit="count", array=c)]
+    keys = {}
+    for name, v in (("BACKSCAL", backscal), ("AREASCAL", areascal)):
+        a = np.asarray(v, float)
+        if a.ndim == 0:
+            keys[name] = float(a)
+        elif a.shape == (n,):
+            cols.append(fits.Column(name, "E", array=a))
+        else:
+            raise ValueError(f"{name.lower()} must be a number or {n} values, got shape "
+                             f"{a.shape}")
+    spec = fits.BinTableHDU.from_columns(cols, name="SPECTRUM")
+    h = spec.header
+    h["TLMIN1"], h["TLMAX1"] = int(first_channel), int(first_channel + n - 1)
+    for k, v in (("TELESCOP", telescope), ("INSTRUME", instrument), ("FILTER", filter),
+                 ("EXPOSURE", float(exposure)), *keys.items(), ("CORRSCAL", 0.0),
+                 ("CORRFILE", "none"), ("HDUCLASS", "OGIP"), ("HDUCLAS1", "SPECTRUM"),
+                 ("HDUCLAS2", hduclas2.upper()), ("HDUCLAS3", "COUNT"),
+                 ("HDUCLAS4", "TYPE:I"), ("HDUVERS", "1.2.1"), ("CHANTYPE", "PI"),
+                 ("DETCHANS", n), ("POISSERR", True), ("SYS_ERR", 0), ("QUALITY", 0),
+                 ("GROUPING", 0)):
+        h[k] = v
+    hdus = [_primary(telescope, instrument), spec]
+    if (e_min is None) != (e_max is None):
+        raise ValueError("give both e_min and e_max, or neither")
+    if e_min is not None:
+        lo, hi = np.asarray(e_min, float), np.asarray(e_max, float)
+        if lo.shape != (n,) or hi.shape != (n,):
+            raise ValueError(f"e_min, e_max must have {n} values, got {lo.shape}, {hi.shape}")
+        keys_eb = (("TELESCOP", telescope), ("INSTRUME", instrument), ("FILTER", filter),
+                   ("CHANTYPE", "PI"), ("DETCHANS", n), ("HDUCLASS", "OGIP"),
+                   ("HDUCLAS1", "RESPONSE"))
+        hdus.append(_ebounds_hdu(lo, hi, first_channel, keys_eb))
+    return write_atomic(fits.HDUList(hdus), path, overwrite)
