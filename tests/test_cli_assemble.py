@@ -90,3 +90,18 @@ def test_assemble_folds_an_exposure_map_into_xs_area(files, tmp_path):  # noqa: 
     assert got.arf_X.dims == ("energy", "y", "x")
     np.testing.assert_allclose(got.arf_X.values[0, 0, [0, -1]], [500 * 0.5, 500 * 0.9],
                                rtol=1e-5)
+
+
+def test_assemble_reads_background_spectra(files, tmp_path):  # noqa: F811
+    pn = xf.io.write_pha(tmp_path / "pn_bkg.pha", np.full(2400, 3.0), 2e4, backscal=100.0)
+    rsl = xf.io.write_pha(tmp_path / "rsl_bkg.pha", np.full(24000, 0.7), 9e4, backscal=1.0)
+    out = tmp_path / "p.zarr"
+    assert main(_argv(files, out, "--background-x", str(pn), "--background-option-x",
+                      "backscal=25", "--background-y", str(rsl), "--background-option-y",
+                      "pixels=35")) == 0
+    got = xf.open_problem(out)
+    ref = build(files, background_X=str(pn), background_options_X={"backscal": 25},
+                background_Y=str(rsl), background_options_Y={"pixels": 35})
+    for name in ("background_X", "background_Y"):
+        np.testing.assert_array_equal(got[name].values, ref[name].values)
+    assert float(got.background_X.max()) > 0

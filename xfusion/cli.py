@@ -360,6 +360,12 @@ def _assemble_kwargs(args) -> dict:
         kw["expmap_X"] = args.expmap_x[0] if len(args.expmap_x) == 1 else list(args.expmap_x)
     if args.expmap_y:
         kw["expmap_Y"] = args.expmap_y[0] if len(args.expmap_y) == 1 else list(args.expmap_y)
+    for name in ("x", "y"):
+        bkg = getattr(args, f"background_{name}")
+        if bkg is not None:
+            kw[f"background_{name.upper()}"] = bkg
+            kw[f"background_options_{name.upper()}"] = dict(
+                getattr(args, f"background_option_{name}") or [])
     if args.rmf_extension is not None:
         kw["rmf_extension"] = (int(args.rmf_extension) if args.rmf_extension.isdigit()
                                else args.rmf_extension)
@@ -372,6 +378,8 @@ def cmd_assemble(args) -> int:
     for what, path in (("EVENTS_X", args.events_x), ("EVENTS_Y", args.events_y),
                        ("--rmf-x", args.rmf_x), ("--arf-x", args.arf_x),
                        ("--arf-y", args.arf_y), ("--psf-y", args.psf_y),
+                       ("--background-x", args.background_x),
+                       ("--background-y", args.background_y),
                        *(("--expmap-x", f) for f in args.expmap_x or ()),
                        *(("--expmap-y", f) for f in args.expmap_y or ())):
         if path is not None and not os.path.exists(path):
@@ -848,6 +856,16 @@ def _add_assemble_parser(sub) -> None:
                    help="X's exposure map (eexpmap in s, mkexpmap in cm2 s; repeatable, one "
                         "per energy band): folded into X's (energy, y, x) effective area")
     p.add_argument("--expmap-y", action="append", metavar="FITS", help="Y's exposure map")
+    p.add_argument("--background-x", default=None, metavar="PHA",
+                   help="X's background spectrum (OGIP PHA), scaled by EXPOSURE, BACKSCAL, "
+                        "AREASCAL onto every pixel (docs/real_data.md#backgrounds)")
+    p.add_argument("--background-y", default=None, metavar="PHA", help="Y's background "
+                                                                       "spectrum")
+    p.add_argument("--background-option-x", type=_key_value, action="append",
+                   metavar="KEY=VALUE", help="xf.io.background_spectrum argument for X's "
+                                             "background, e.g. pixels=400 or backscal=1.2e4")
+    p.add_argument("--background-option-y", type=_key_value, action="append",
+                   metavar="KEY=VALUE", help="likewise for Y, e.g. pixels=35")
     p.add_argument("--edge-tolerance", type=float, default=0.05,
                    help="leave out of the likelihood X's channels of which more than this "
                         "share of the counts comes from outside the band (default 0.05; 0 "
