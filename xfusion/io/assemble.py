@@ -22,7 +22,8 @@ from .grid import as_wcs, check_alignment, grid_rotation, pixel_scale, subdivide
 from .ogip import read_arf, read_pha, read_rmf
 from .psf import psf_from_fits
 
-__all__ = ["response_from_rmf", "area_on_grid", "split_rsp", "overlap_matrix", "from_files"]
+__all__ = ["response_from_rmf", "area_on_grid", "split_rsp", "overlap_matrix", "channel_shares",
+           "from_files"]
 
 #: Relative tolerance on energies when checking that a response covers a band (float32 files).
 COVER_RTOL = 1e-5
@@ -33,6 +34,16 @@ def overlap_matrix(lo_out, hi_out, lo_in, hi_in) -> np.ndarray:
     lo = np.maximum(np.asarray(lo_out)[:, None], np.asarray(lo_in)[None, :])
     hi = np.minimum(np.asarray(hi_out)[:, None], np.asarray(hi_in)[None, :])
     return np.clip(hi - lo, 0, None)
+
+
+def channel_shares(lo, hi, edges) -> tuple[np.ndarray, int | None]:
+    """``S[i, k]``: the share of channel ``[lo_i, hi_i)`` that falls in bin ``k`` of ``edges``
+    (overlap / channel width; 0 for an empty channel), and the index of the first channel split
+    between two bins (None when every channel lies in one bin)."""
+    width = np.asarray(hi, float) - np.asarray(lo, float)
+    S = overlap_matrix(lo, hi, edges[:-1], edges[1:]) / np.where(width > 0, width, np.inf)[:, None]
+    split = ((S > 1e-3) & (S < 1 - 1e-3)).any(axis=1)
+    return S, (int(np.argmax(split)) if split.any() else None)
 
 
 def _name(da, default: str) -> str:
@@ -146,11 +157,8 @@ def response_from_rmf(rmf, energy_edges: Sequence[float],
     C = np.asarray(channel_edges, float)
     Wt = _true_energy_weights(rmf, E, where, "RMF true energies (ENERG_LO–ENERG_HI)")
     emin, emax = rmf["e_min"].values, rmf["e_max"].values
-    width = np.where(emax > emin, emax - emin, np.inf)
-    Wc = overlap_matrix(emin, emax, C[:-1], C[1:]) / width[:, None]  # (n_channel, l)
-    split = ((Wc > 1e-3) & (Wc < 1 - 1e-3)).any(axis=1)
-    if split.any():
-        k = int(np.argmax(split))
+    Wc, k = channel_shares(emin, emax, C)  # (n_channel, l)
+    if k is not None:
         warnings.warn(f"{where}: X's channel edges split RMF channels (e.g. channel "
                       f"{int(rmf['channel'][k])}, {emin[k]:.6g}–{emax[k]:.6g} keV); shared in "
                       f"proportion to overlap", UserWarning, stacklevel=2)
