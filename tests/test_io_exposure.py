@@ -482,3 +482,13 @@ def test_fuse_with_zero_exposure_pixels_numpy_and_chunked(vignetted, reg):
                                atol=1e-6 * np.abs(Z.values).max())
     scores = xf.metrics.report(Z, vignetted.Z_true)
     assert all(np.isfinite(v) for v in scores.values())
+
+
+def test_from_files_3d_area_picks_edge_channels_for_a_flat_area(files):
+    a = build(files).arf_X.values
+    with pytest.warns(UserWarning, match="flat effective area beyond the band"):
+        ds = build(files, arf_X=a, options_X={"exposure": T5})
+    np.testing.assert_array_equal(ds.arf_X.values, a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        build(files, arf_X=a, options_X={"exposure": T5}, edge_tolerance=None)
